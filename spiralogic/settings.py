@@ -15,7 +15,9 @@ from dynaconf import Dynaconf, ValidationError, Validator
 
 from spiralogic.turn import ORCHESTRATORS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PROJECT_DIR / "config"
+DEFAULT_DATA_DIR = PROJECT_DIR / "instance"
 INTENSITIES = ("low", "med", "high")
 
 
@@ -35,7 +37,7 @@ VALIDATORS = [
     Validator("log_level", must_exist=True, is_in=("DEBUG", "INFO", "WARNING", "ERROR")),
     Validator("rollout.percent", must_exist=True, is_type_of=(int, float), gte=0, lte=100),
     Validator("rollout.cohort_group", must_exist=True, is_type_of=str, len_min=1),
-    Validator("generation.provider", must_exist=True, is_type_of=str, len_min=1),
+    Validator("generation.provider", "generation.fallback_provider", must_exist=True, is_type_of=str, len_min=1),
     Validator("telemetry.queue_size", "telemetry.batch_size", must_exist=True, is_type_of=int, gt=0),
     Validator("telemetry.flush_interval_ms", must_exist=True, is_type_of=int, gt=0),
     Validator("plugins.disabled", "plugins.allowed", must_exist=True, is_type_of=list),
@@ -69,3 +71,16 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Dynaconf:
             f"({settings.soft_budget_ms}) must be below HARD_BUDGET_MS ({settings.hard_budget_ms})"
         )
     return settings
+
+
+def data_dir(settings: Dynaconf) -> Path:
+    return Path(settings.data_dir) if settings.data_dir else DEFAULT_DATA_DIR
+
+
+def database_url(settings: Dynaconf) -> str:
+    """The configured URL; empty means the embedded SQLite file in the data directory."""
+    if settings.database_url:
+        return settings.database_url
+    directory = data_dir(settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / 'spiralogic.db'}"

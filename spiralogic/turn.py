@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 ELEMENTS = ("air", "earth", "water", "fire", "aether")
@@ -97,6 +98,7 @@ class TurnRecord:
     """The telemetry row for one turn, as written to ``consciousness_turn_meta``."""
 
     id: str
+    created_at: datetime
     user_id: str
     session_id: str | None
     orchestrator: str

@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+HOST ?= 127.0.0.1
+CONSTRAINTS := requirements/constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-test lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## Install, migrate the embedded database and serve on http://$(HOST):$(PORT)
+run: install
+	$(BIN)/spiralogic db upgrade
+	$(BIN)/spiralogic serve --host $(HOST) --port $(PORT)
+
+## Install the test dependencies and run the whole suite
+test: install-test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Re-pin every dependency (run after changing setup.cfg)
+lock:
+	rm -rf /tmp/spiralogic-lock && $(PYTHON) -m venv /tmp/spiralogic-lock
+	/tmp/spiralogic-lock/bin/pip install --quiet -e '.[test]'
+	/tmp/spiralogic-lock/bin/pip freeze --exclude-editable | grep -v '^spiralogic' > $(CONSTRAINTS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Alembic migrations for the service's tables (installed as ``spiralogic_migrations``)."""

@@ -1,0 +1,42 @@
+"""The spiralogic orchestrator: archetype fusion, then the oracle voice on top.
+
+Fusion asks every archetype provider and merges their weights; it is the
+heavy step, so a turn running lite or fallback skips it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+from spiralogic import hookimpl
+from spiralogic.turn import Archetype, Draft
+
+log = logging.getLogger(__name__)
+TOP_ARCHETYPES = 3
+
+
+def fuse(answers: list[list[Archetype]]) -> list[Archetype]:
+    """Sum each archetype's weight over providers, normalise, keep the strongest."""
+    totals: dict[str, float] = defaultdict(float)
+    for answer in answers:
+        for archetype in answer:
+            totals[archetype.name] += archetype.weight
+    grand_total = sum(totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:TOP_ARCHETYPES]
+    return [Archetype(name, round(weight / grand_total, 4), "fusion") for name, weight in ranked]
+
+
+class SpiralogicOrchestrator:
+    def respond(self, turn, services) -> Draft:
+        archetypes = self._fusion(turn, services) if turn.mode == "full" else []
+        text = services.generate(services.prompt_for(turn, archetypes))
+        return Draft(text=text, archetypes=archetypes)
+
+    def _fusion(self, turn, services) -> list[Archetype]:
+        return fuse([provider.archetypes(turn) for provider in services.archetype_providers])
+
+
+@hookimpl
+def register_orchestrators(register):
+    register("spiralogic", lambda context: SpiralogicOrchestrator())

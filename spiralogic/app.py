@@ -1,0 +1,62 @@
+"""The application factory.
+
+Order matters and is fixed: settings (validated), plugin manager, component
+registries, database and telemetry, HTTP surface, then the plugins' start-up
+hook. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+from flask_caching import Cache
+
+from spiralogic import api
+from spiralogic.components import PluginContext, build_registries
+from spiralogic.db import create_engine
+from spiralogic.errors import register_error_handlers
+from spiralogic.journal import Journal
+from spiralogic.plugins import build_plugin_manager, call_each
+from spiralogic.settings import CONFIG_DIR, data_dir, database_url, load_settings
+from spiralogic.state import EXTENSION, AppState
+from spiralogic.telemetry import TelemetryWriter
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    settings = load_settings(overrides)
+    app = Flask("spiralogic")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    logging.getLogger("spiralogic").setLevel(settings.log_level)
+
+    pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled))
+    cache = Cache(app, config=_cache_config(settings))
+
+    def plugin_context(component_id: str) -> PluginContext:
+        return PluginContext(id=component_id, config=settings.plugins.get(component_id, {}), config_dir=str(CONFIG_DIR), cache=cache)
+
+    registries = build_registries(pm, plugin_context)
+    engine = create_engine(database_url(settings))
+    telemetry = TelemetryWriter(
+        engine,
+        Journal(data_dir(settings) / "telemetry-journal"),
+        queue_size=settings.telemetry.queue_size,
+        batch_size=settings.telemetry.batch_size,
+        flush_interval=settings.telemetry.flush_interval_ms / 1000,
+        on_record=lambda turn, record: list(call_each(pm, "turn_completed", turn=turn, record=record)),
+    )
+    atexit.register(telemetry.close)
+    app.extensions[EXTENSION] = AppState(settings, pm, registries, engine, telemetry, cache, data_dir(settings))
+
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    pm.hook.startup(app=app)
+    return app
+
+
+def _cache_config(settings) -> dict[str, Any]:
+    if settings.cache_redis_url:
+        return {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.cache_redis_url, "CACHE_KEY_PREFIX": "spiralogic:"}
+    return {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 10000}

@@ -1,0 +1,65 @@
+"""JSON errors with stable codes, for everything a client can get wrong."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+#: HTTP status -> the code used when nothing more specific applies
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, headers=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None, headers=None):
+    response = jsonify({"error": {"code": code, "message": message, "field": field}})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def from_validation_error(exc: ValidationError) -> ApiError:
+    """The first problem, as 400 (wrong JSON type) or 422 (missing or invalid value)."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    kind = first["type"]
+    if kind == "missing":
+        return ApiError(422, "missing_field", f"{field} is required", field)
+    if kind.endswith("_type") or kind == "model_attributes_type":
+        return ApiError(400, "invalid_type", f"{field}: {first['msg']}", field)
+    return ApiError(422, "invalid_value", f"{field}: {first['msg']}", field)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        allow = {name: value for name, value in exc.get_headers() if name == "Allow"}
+        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name, None, allow)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "the server failed to handle this request")

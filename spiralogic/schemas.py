@@ -1,0 +1,93 @@
+"""The API's request and response models. Requests are validated with them and
+the OpenAPI document is generated from them, so the two never disagree."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Element = Literal["air", "earth", "water", "fire", "aether"]
+Mode = Literal["full", "lite", "fallback"]
+OrchestratorId = Literal["baseline", "spiralogic"]
+IDENTIFIER = r"^[A-Za-z0-9._:@-]+$"
+
+
+class ChatRequest(BaseModel):
+    """A user's message to the oracle."""
+
+    model_config = ConfigDict(strict=True, str_strip_whitespace=True, extra="ignore")
+
+    userId: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, description="Stable id of the user.")
+    text: str = Field(min_length=1, max_length=4000, description="The message, 1-4000 characters after trimming.")
+    element: Optional[Element] = Field(default=None, description="The element the user chose.")
+    voice: bool = Field(default=False, description="Queue speech synthesis of the reply.")
+    sessionId: Optional[str] = Field(default=None, min_length=1, max_length=128, pattern=IDENTIFIER)
+
+    @field_validator("text")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        if "\x00" in text:
+            raise ValueError("text must not contain NUL characters")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+        return text
+
+
+class Challenge(BaseModel):
+    prompt: str
+    intensity: Literal["low", "med", "high"]
+
+
+class Safety(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    crisis: bool
+    grounding: bool = False
+
+
+class Voice(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+
+
+class ChatData(BaseModel):
+    turnId: str
+    message: str
+    orchestrator: OrchestratorId
+    mode: Mode
+    element: Optional[Element]
+    archetypes: list[dict[str, Any]]
+    challenge: Optional[Challenge]
+    safety: Safety
+    voice: Optional[Voice]
+
+
+class ChatMeta(BaseModel):
+    latencyMs: int
+    firstTokenMs: Optional[int]
+    cacheHit: bool
+    requestId: str
+
+
+class ChatResponse(BaseModel):
+    data: ChatData
+    meta: ChatMeta
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable error code.")
+    message: str
+    field: Optional[str] = Field(description="The request field at fault, if any.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,34 @@
+"""Everything the app builds once at start-up, kept on ``app.extensions``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from dynaconf import Dynaconf
+from flask import current_app
+from sqlalchemy.engine import Engine
+
+from spiralogic.components import Registry
+from spiralogic.telemetry import TelemetryWriter
+
+EXTENSION = "spiralogic"
+
+
+@dataclass
+class AppState:
+    settings: Dynaconf
+    pm: pluggy.PluginManager
+    registries: dict[str, Registry]
+    engine: Engine
+    telemetry: TelemetryWriter
+    cache: Any
+    data_dir: Path
+    counters: Counter = field(default_factory=Counter)
+
+
+def app_state(app=None) -> AppState:
+    return (app or current_app).extensions[EXTENSION]

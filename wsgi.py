@@ -1,0 +1,3 @@
+from spiralogic import create_app
+
+app = create_app()
