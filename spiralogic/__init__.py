@@ -8,8 +8,8 @@ from spiralogic.hookspecs import hookimpl
 __all__ = ["create_app", "hookimpl"]
 
 
-def create_app(overrides=None):
+def create_app(overrides=None, plugins=()):
     """Build the Flask app (see :func:`spiralogic.app.create_app`)."""
     from spiralogic.app import create_app as build
 
-    return build(overrides)
+    return build(overrides, plugins)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from flask import Flask
 from flask_caching import Cache
@@ -25,13 +25,17 @@ from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[object] = ()) -> Flask:
+    """Build the app. ``overrides`` win over every settings layer; ``plugins`` are
+    registered beside the entry-point ones (for embedding and tests)."""
     settings = load_settings(overrides)
     app = Flask("spiralogic")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     logging.getLogger("spiralogic").setLevel(settings.log_level)
 
     pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled))
+    for plugin in plugins:
+        pm.register(plugin)
     cache = Cache(app, config=_cache_config(settings))
 
     def plugin_context(component_id: str) -> PluginContext:

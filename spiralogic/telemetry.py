@@ -142,7 +142,6 @@ class TelemetryWriter:
 def as_row(record: TurnRecord) -> dict[str, Any]:
     """The record as plain JSON values, the form the journal keeps."""
     row = asdict(record)
-    row["meta"] = row.pop("metadata")
     row["created_at"] = record.created_at.isoformat()
     return row
 

@@ -31,3 +31,72 @@ def database_url(request, tmp_path):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def make_app(tmp_path):
+    """Build fresh, migrated apps; each is closed (telemetry drained) afterwards."""
+    from spiralogic import create_app
+    from spiralogic.migrate import upgrade
+    from spiralogic.state import app_state
+
+    apps = []
+
+    def build(database_url: str | None = None, plugins=(), **overrides):
+        url = database_url or f"sqlite:///{tmp_path / 'app.db'}"
+        upgrade(url)
+        app = create_app({"database_url": url, "data_dir": str(tmp_path / "data"), **overrides}, plugins)
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        state = app_state(app)
+        state.telemetry.close()
+        state.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def register_plugin(app):
+    """Register a throwaway plugin object on the app's plugin manager for one test."""
+    from spiralogic.state import app_state
+
+    pm = app_state(app).pm
+    names = []
+
+    def register(plugin, name=None):
+        names.append(pm.register(plugin, name=name))
+        return plugin
+
+    yield register
+    for name in names:
+        pm.unregister(name=name)
+
+
+@pytest.fixture
+def chat(client):
+    """POST a chat turn with the playbook's smoke-test body, overridable per call."""
+
+    def post(headers=None, **body):
+        payload = {"userId": "smoke-test", "text": "Help me find clarity", "element": "air", **body}
+        return client.post("/api/oracle/chat", json=payload, headers=headers or {})
+
+    return post

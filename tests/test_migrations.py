@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.orm import Session
 
 from spiralogic import migrate
+from spiralogic.playbook_queries import CACHE_HIT_RATIO, ERROR_RATE, LATENCY_DISTRIBUTION, MODE_DISTRIBUTION
 from spiralogic.tables import Base, ConsciousnessTurnMeta
 
 HEAD = "20250901_consciousness_turn_meta"
@@ -24,38 +25,6 @@ TOP_RESONANCE_SQL = {
     "postgresql": "(resonance ->> 'top'::text)",
     "sqlite": "json_extract(resonance, '$.top')",
 }
-
-# Verbatim from the launch playbook, section "Monitoring Queries".
-LATENCY_DISTRIBUTION = """SELECT 
-  date_trunc('minute', created_at) as minute,
-  percentile_disc(0.5) WITHIN GROUP (ORDER BY (metadata->>'latencyMs')::int) as p50,
-  percentile_disc(0.95) WITHIN GROUP (ORDER BY (metadata->>'latencyMs')::int) as p95,
-  percentile_disc(0.99) WITHIN GROUP (ORDER BY (metadata->>'latencyMs')::int) as p99
-FROM consciousness_turn_meta
-WHERE created_at > NOW() - INTERVAL '2 hours'
-GROUP BY 1 ORDER BY 1;"""
-
-MODE_DISTRIBUTION = """SELECT 
-  orchestrator_mode as mode, 
-  COUNT(*) as count,
-  ROUND(COUNT(*) * 100.0 / SUM(COUNT(*)) OVER (), 2) as percentage
-FROM consciousness_turn_meta
-WHERE created_at > NOW() - INTERVAL '1 day'
-GROUP BY 1 ORDER BY 2 DESC;"""
-
-CACHE_HIT_RATIO = """SELECT
-  DATE_TRUNC('hour', created_at) as hour,
-  COUNT(*) FILTER (WHERE resonance ? 'cache_hit') * 1.0 / COUNT(*) as cache_hit_ratio
-FROM consciousness_turn_meta
-WHERE created_at > NOW() - INTERVAL '24 hours'
-GROUP BY 1 ORDER BY 1;"""
-
-ERROR_RATE = """SELECT
-  DATE_TRUNC('minute', created_at) as minute,
-  COUNT(*) FILTER (WHERE resonance ? 'error')::float / COUNT(*) as error_rate
-FROM consciousness_turn_meta
-WHERE created_at > NOW() - INTERVAL '1 hour'
-GROUP BY 1 ORDER BY 1;"""
 
 # Overrides the fixture's parameters: PostgreSQL-only SQL (->>, ?, FILTER, date_trunc).
 only_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
