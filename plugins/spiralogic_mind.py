@@ -1,7 +1,7 @@
 """The spiralogic orchestrator: archetype fusion, then the oracle voice on top.
 
-Fusion asks every archetype provider and merges their weights; it is the
-heavy step, so a turn running lite or fallback skips it.
+Fusion asks every archetype provider and merges their weights. It is the
+heavy step: it runs only in full mode and only while the soft budget lasts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def fuse(answers: list[list[Archetype]]) -> list[Archetype]:
 
 class SpiralogicOrchestrator:
     def respond(self, turn, services) -> Draft:
-        archetypes = self._fusion(turn, services) if turn.mode == "full" else []
+        archetypes = services.run_heavy(lambda: self._fusion(turn, services)) or []
         text = services.generate(services.prompt_for(turn, archetypes))
         return Draft(text=text, archetypes=archetypes)
 

@@ -206,7 +206,7 @@ class TemplateVoice:
     def from_context(cls, context: PluginContext) -> TemplateVoice:
         name = context.config.get("templates", DEFAULT_TEMPLATES)
         if not isinstance(name, str) or not name:
-            raise TemplateConfigError(f"plugins.template_voice.templates must be a file name, not {name!r}")
+            raise TemplateConfigError(f"plugins.template.templates must be a file name, not {name!r}")
         return cls.from_file(Path(context.config_dir) / name)
 
     @classmethod

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import atexit
 import logging
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from flask import Flask
 from flask_caching import Cache
 
-from spiralogic import api
+from spiralogic import admin, api
+from spiralogic.admission import Admission
 from spiralogic.components import PluginContext, build_registries
 from spiralogic.db import create_engine
 from spiralogic.errors import register_error_handlers
+from spiralogic.evaluator import Evaluator
+from spiralogic.flags import RuntimeFlags
 from spiralogic.journal import Journal
+from spiralogic.modes import ModeController
 from spiralogic.plugins import build_plugin_manager, call_each
 from spiralogic.settings import CONFIG_DIR, data_dir, database_url, load_settings
 from spiralogic.state import EXTENSION, AppState
@@ -33,9 +38,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     logging.getLogger("spiralogic").setLevel(settings.log_level)
 
-    pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled))
-    for plugin in plugins:
-        pm.register(plugin)
+    pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled), plugins)
     cache = Cache(app, config=_cache_config(settings))
 
     def plugin_context(component_id: str) -> PluginContext:
@@ -52,12 +55,34 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         on_record=lambda turn, record: list(call_each(pm, "turn_completed", turn=turn, record=record)),
     )
     atexit.register(telemetry.close)
-    app.extensions[EXTENSION] = AppState(settings, pm, registries, engine, telemetry, cache, data_dir(settings))
+    flags = RuntimeFlags(engine, ttl=settings.modes.cache_s)
+    modes = ModeController(engine, flags, settings, clock=utcnow)
+    evaluator = Evaluator(engine, modes, interval_s=settings.evaluator.interval_s, clock=utcnow)
+    app.extensions[EXTENSION] = AppState(
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator
+    )
 
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(admin.bp)
     pm.hook.startup(app=app)
+    if settings.evaluator.in_app:
+        evaluator.start()
     return app
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _admission(settings) -> Admission:
+    rules = settings.admission
+    return Admission(
+        degrade_in_flight=rules.degrade_in_flight,
+        max_in_flight=rules.max_in_flight,
+        degrade_lag_ms=rules.degrade_lag_ms,
+        reject_lag_ms=rules.reject_lag_ms,
+    )
 
 
 def _cache_config(settings) -> dict[str, Any]:

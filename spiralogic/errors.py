@@ -43,9 +43,16 @@ def from_validation_error(exc: ValidationError) -> ApiError:
     kind = first["type"]
     if kind == "missing":
         return ApiError(422, "missing_field", f"{field} is required", field)
-    if kind.endswith("_type") or kind == "model_attributes_type":
+    if _wrong_json_type(first):
         return ApiError(400, "invalid_type", f"{field}: {first['msg']}", field)
     return ApiError(422, "invalid_value", f"{field}: {first['msg']}", field)
+
+
+def _wrong_json_type(error) -> bool:
+    # Every enum is of strings, so 5 for an element is a wrong type (400), not an unknown name (422).
+    if error["type"] == "literal_error":
+        return not isinstance(error["input"], str)
+    return error["type"].endswith("_type")
 
 
 def register_error_handlers(app: Flask) -> None:

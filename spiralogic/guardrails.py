@@ -24,6 +24,6 @@ def shape(pm: pluggy.PluginManager, turn: Turn, draft: Draft) -> None:
     for outcome in call_each(pm, "shape_response", turn=turn, draft=draft):
         if outcome.error is not None:
             draft.challenge = None
-            draft.errors.append(f"guardrail:{outcome.plugin}")
+            turn.errors.append(f"guardrail:{outcome.plugin}")
     if not turn.assessment.allow_challenge:
         draft.challenge = None

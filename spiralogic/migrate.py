@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 
 def migrations_dir() -> Path:
@@ -50,8 +51,13 @@ def current_revision(database_url: str) -> str | None:
         engine.dispose()
 
 
-def offline_sql(dialect_url: str = "postgresql://") -> str:
-    """The SQL ``alembic upgrade head --sql`` prints, for applying by hand."""
-    buffer = io.StringIO()
-    command.upgrade(alembic_config(dialect_url, output_buffer=buffer), "head", sql=True)
-    return buffer.getvalue()
+def offline_sql(revision: str = "head", dialect_url: str = "postgresql://") -> str:
+    """The SQL that applies one revision on top of its predecessor, for applying by hand.
+
+    ``migrations/sql/<revision>.sql`` holds this text for every revision.
+    """
+    config = alembic_config(dialect_url, output_buffer=io.StringIO())
+    script = ScriptDirectory.from_config(config).get_revision(revision)
+    span = f"{script.down_revision}:{script.revision}" if script.down_revision else script.revision
+    command.upgrade(config, span, sql=True)
+    return config.output_buffer.getvalue()

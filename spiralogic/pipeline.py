@@ -1,41 +1,85 @@
-"""One chat turn from validated request to response body and telemetry row."""
+"""One chat turn, from validated request to response and telemetry row.
+
+The orchestrator runs in a greenlet of its own while the request's greenlet
+watches the clock: it forwards text as it arrives, drops the turn to lite when
+the first chunk misses the soft budget, and stops waiting when the hard budget
+is about to run out, answering the concise fallback instead. So no provider,
+however it misbehaves, holds a request past its budget.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterator
+
+import gevent
+from gevent.queue import Empty
 
 from spiralogic import guardrails
+from spiralogic.budget import Budget, BudgetExceeded
 from spiralogic.components import ComponentUnavailable
+from spiralogic.plugins import first_result
 from spiralogic.routing import Route, choose_route
 from spiralogic.schemas import ChatRequest
 from spiralogic.services import Services
 from spiralogic.turn import Draft, Turn, TurnRecord
 
 log = logging.getLogger(__name__)
+_DONE = object()
 
 
 @dataclass
-class TurnResult:
-    body: dict[str, Any]
-    turn: Turn
+class Event:
+    """What a turn emits: ``segment`` events while text arrives, then one ``done``."""
+
+    kind: str
+    payload: dict[str, Any]
 
 
 class ChatPipeline:
-    """Routes, assesses, orchestrates, shapes and records one turn."""
+    """Routes, assesses, orchestrates under budget, shapes and records one turn."""
 
     def __init__(self, state):
         self.state = state
         self.settings = state.settings
-        self.counters: Counter = state.counters
 
-    def run(self, request: ChatRequest, *, header: str | None, request_id: str) -> TurnResult:
-        started = time.monotonic()
+    def start(self, request: ChatRequest, *, header: str | None, request_id: str, mode: str = "full") -> tuple[Turn, Iterator[Event]]:
+        """Route and assess the turn now; return it with the iterator of its events.
+
+        ``mode`` is where the turn starts (the service's mode). The ``done``
+        event's ``firstTokenMs`` is when the first segment was handed on: a
+        streaming caller writes each event as it gets it, so that is the first
+        byte the client sees.
+        """
+        budget = Budget.start(self.settings.soft_budget_ms, self.settings.hard_budget_ms, self.settings.budgets.fallback_reserve_ms)
+        turn, orchestrator = self._begin(request, header, request_id, mode)
+        return turn, self._events(turn, orchestrator, budget)
+
+    def _events(self, turn: Turn, orchestrator, budget: Budget) -> Iterator[Event]:
+        services = self._services(turn, budget)
+        first_token_at = None
+        if turn.mode == "fallback":
+            draft = None
+        else:
+            worker = gevent.spawn(self._respond, orchestrator, turn, services)
+            for segment in self._segments(worker, turn, services, budget):
+                first_token_at = first_token_at or budget.clock()
+                yield Event("segment", {"text": segment})
+            draft = self._outcome(worker, turn)
+        if draft is None:
+            draft = self._fallback(turn, services)
+            first_token_at = first_token_at or budget.clock()
+        guardrails.shape(self.state.pm, turn, draft)
+        quality = first_result(self.state.pm, "score_response", turn=turn, draft=draft)
+        latency_ms = budget.elapsed_ms()
+        first_token_ms = budget.elapsed_ms(first_token_at)
+        self.state.telemetry.submit(turn, self._record(turn, draft, latency_ms, first_token_ms, quality))
+        yield Event("done", self._body(turn, draft, latency_ms, first_token_ms))
+
+    def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str):
         route = choose_route(
             header,
             request.userId,
@@ -54,16 +98,10 @@ class ChatPipeline:
             voice=request.voice,
             orchestrator=route.orchestrator,
             route_reason=route.reason,
+            mode=mode,
         )
         turn.assessment = guardrails.assess(self.state.pm, turn)
-        services = self._services()
-        draft = self._respond(orchestrator, turn, services)
-        guardrails.shape(self.state.pm, turn, draft)
-        quality = self.state.pm.hook.score_response(turn=turn, draft=draft)
-        latency_ms = _ms(time.monotonic() - started)
-        first_token_ms = _ms(services.first_chunk_at - started) if services.first_chunk_at else None
-        self.state.telemetry.submit(turn, self._record(turn, draft, latency_ms, first_token_ms, quality))
-        return TurnResult(self._body(turn, draft, latency_ms, first_token_ms), turn)
+        return turn, orchestrator
 
     def _orchestrator_for(self, route: Route):
         registry = self.state.registries["orchestrators"]
@@ -72,37 +110,81 @@ class ChatPipeline:
         except ComponentUnavailable:
             if route.orchestrator == "baseline":
                 raise
-            self.counters["orchestrator_unavailable"] += 1
+            self.state.counters["orchestrator_unavailable"] += 1
             log.error("orchestrator %s unavailable; answering with baseline", route.orchestrator)
             return registry.get("baseline"), Route("baseline", f"{route.reason}:unavailable")
 
-    def _services(self) -> Services:
+    def _services(self, turn: Turn, budget: Budget) -> Services:
         registries = self.state.registries
         providers = []
         for provider_id in registries["archetype_providers"].ids():
             try:
                 providers.append(registries["archetype_providers"].get(provider_id))
             except ComponentUnavailable:
-                self.counters["archetype_provider_unavailable"] += 1
+                self.state.counters["archetype_provider_unavailable"] += 1
         return Services(
+            turn=turn,
+            budget=budget,
             generator=registries["llm_providers"].get(self.settings.generation.provider),
             archetype_providers=providers,
             cache=self.state.cache,
         )
 
-    def _respond(self, orchestrator, turn: Turn, services: Services) -> Draft:
-        """The orchestrator's draft; if it fails, the concise fallback reply."""
+    @staticmethod
+    def _respond(orchestrator, turn: Turn, services: Services) -> Draft:
         try:
             return orchestrator.respond(turn, services)
-        except Exception as exc:  # noqa: BLE001 - a failing orchestrator degrades, never 500s
-            log.exception("orchestrator %s failed", turn.orchestrator)
-            self.counters["orchestrator_error"] += 1
-            turn.mode = "fallback"
-            fallback = self.state.registries["llm_providers"].get(self.settings.generation.fallback_provider)
-            text = "".join(fallback.generate(services.prompt_for(turn)))
-            return Draft(text=text, errors=[f"orchestrator:{type(exc).__name__}"])
+        finally:
+            services.chunks.put(_DONE)
 
-    def _record(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int | None, quality) -> TurnRecord:
+    def _segments(self, worker: gevent.Greenlet, turn: Turn, services: Services, budget: Budget) -> Iterator[str]:
+        """Hand on text as it comes, until the orchestrator is done or the budget is not."""
+        while True:
+            waiting_for_first = turn.mode == "full" and services.first_chunk_at is None and budget.soft_left() > 0
+            timeout = min(budget.soft_left(), budget.work_left()) if waiting_for_first else budget.work_left()
+            try:
+                item = services.chunks.get(timeout=timeout)
+            except Empty:
+                if budget.work_left() > 0:
+                    services.degrade_to_lite("soft_budget")
+                    continue
+                self._cancel(worker, turn, "hard_budget")
+                return
+            if item is _DONE:
+                return
+            # The clock is checked after every wake-up: on a saturated CPU timers fire late.
+            if budget.work_left() <= 0:
+                self._cancel(worker, turn, "hard_budget")
+                return
+            yield item
+
+    @staticmethod
+    def _cancel(worker: gevent.Greenlet, turn: Turn, reason: str) -> None:
+        worker.kill(block=False)
+        turn.degradations.append(reason)
+
+    def _outcome(self, worker: gevent.Greenlet, turn: Turn) -> Draft | None:
+        """The orchestrator's draft, or None when the turn must fall back."""
+        if not worker.ready():
+            return None
+        if worker.successful() and isinstance(worker.value, Draft):
+            return worker.value
+        exc = worker.exception
+        if isinstance(exc, BudgetExceeded):
+            turn.degradations.append("hard_budget")
+        elif "hard_budget" not in turn.degradations:
+            log.warning("orchestrator %s failed: %r", turn.orchestrator, exc)
+            turn.errors.append(f"orchestrator:{type(exc).__name__}")
+            self.state.counters["orchestrator_error"] += 1
+        return None
+
+    def _fallback(self, turn: Turn, services: Services) -> Draft:
+        """The concise reply, voiced locally, when the orchestrator could not answer in time."""
+        turn.mode = "fallback"
+        provider = self.state.registries["llm_providers"].get(self.settings.generation.fallback_provider)
+        return Draft(text="".join(provider.generate(services.prompt_for(turn))))
+
+    def _record(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int, quality) -> TurnRecord:
         metadata: dict[str, Any] = {
             "latencyMs": latency_ms,
             "firstTokenMs": first_token_ms,
@@ -112,22 +194,14 @@ class ChatPipeline:
             "textChars": len(turn.text),
             "crisis": turn.assessment.crisis,
         }
-        if quality is not None:
-            metadata["qualityScore"] = quality
-        if turn.assessment.worldview:
-            metadata["worldview"] = turn.assessment.worldview
-        if turn.assessment.tags:
-            metadata["guardrails"] = turn.assessment.tags
-        if self.settings.store_raw_text:
-            metadata["text"] = turn.text
-        resonance: dict[str, Any] = {}
-        if draft.cache_hit:
-            resonance["cache_hit"] = True
-        if draft.errors:
-            resonance["error"] = draft.errors
-        if draft.archetypes:
-            resonance["top"] = draft.archetypes[0].name
-            resonance["archetypes"] = {a.name: a.weight for a in draft.archetypes}
+        optional = {
+            "qualityScore": quality,
+            "worldview": turn.assessment.worldview,
+            "guardrails": turn.assessment.tags,
+            "degradations": turn.degradations,
+            "text": turn.text if self.settings.store_raw_text else None,
+        }
+        metadata.update({key: value for key, value in optional.items() if value not in (None, [], {})})
         return TurnRecord(
             id=turn.turn_id,
             created_at=datetime.now(timezone.utc),
@@ -137,10 +211,10 @@ class ChatPipeline:
             orchestrator_mode=turn.mode,
             element=turn.element,
             metadata=metadata,
-            resonance=resonance,
+            resonance=_resonance(turn, draft),
         )
 
-    def _body(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int | None) -> dict[str, Any]:
+    def _body(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int) -> dict[str, Any]:
         return {
             "data": {
                 "turnId": turn.turn_id,
@@ -162,5 +236,14 @@ class ChatPipeline:
         }
 
 
-def _ms(seconds: float) -> int:
-    return max(0, round(seconds * 1000))
+def _resonance(turn: Turn, draft: Draft) -> dict[str, Any]:
+    """Only the keys that apply: the playbook's queries test for their presence."""
+    resonance: dict[str, Any] = {}
+    if draft.cache_hit:
+        resonance["cache_hit"] = True
+    if turn.errors:
+        resonance["error"] = turn.errors
+    if draft.archetypes:
+        resonance["top"] = draft.archetypes[0].name
+        resonance["archetypes"] = {a.name: a.weight for a in draft.archetypes}
+    return resonance

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pluggy
 
@@ -14,8 +14,11 @@ ENTRY_POINT_GROUP = "spiralogic"
 log = logging.getLogger(__name__)
 
 
-def build_plugin_manager(allowed: list[str], disabled: list[str]) -> pluggy.PluginManager:
-    """Load every plugin of the entry-point group except those config rules out."""
+def build_plugin_manager(allowed: list[str], disabled: list[str], extra: Iterable[object] = ()) -> pluggy.PluginManager:
+    """Load every plugin of the entry-point group except those config rules out, plus ``extra``.
+
+    ``check_pending`` runs last, so a misspelled hook in any of them fails at boot.
+    """
     pm = pluggy.PluginManager("spiralogic")
     pm.add_hookspecs(hookspecs)
     for name in disabled:
@@ -27,6 +30,8 @@ def build_plugin_manager(allowed: list[str], disabled: list[str]) -> pluggy.Plug
             if ep.name not in allowed:
                 pm.set_blocked(ep.name)
     pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for plugin in extra:
+        pm.register(plugin)
     pm.check_pending()
     return pm
 
@@ -80,3 +85,11 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Iterat
         except Exception as exc:  # noqa: BLE001 - a plugin's fault is logged, never raised
             log.exception("plugin %s failed in %s", impl.plugin_name, hook_name)
             yield HookOutcome(impl.plugin_name, error=exc)
+
+
+def first_result(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+    """A ``firstresult`` hook's answer, skipping implementations that raise."""
+    for outcome in call_each(pm, hook_name, **kwargs):
+        if outcome.error is None and outcome.result is not None:
+            return outcome.result
+    return None

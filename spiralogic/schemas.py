@@ -3,36 +3,38 @@ the OpenAPI document is generated from them, so the two never disagree."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Element = Literal["air", "earth", "water", "fire", "aether"]
 Mode = Literal["full", "lite", "fallback"]
 OrchestratorId = Literal["baseline", "spiralogic"]
 IDENTIFIER = r"^[A-Za-z0-9._:@-]+$"
+# Only the message is trimmed: an id with surrounding spaces is a different,
+# invalid id, not the same user.
+MessageText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 
 class ChatRequest(BaseModel):
     """A user's message to the oracle."""
 
-    model_config = ConfigDict(strict=True, str_strip_whitespace=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="ignore")
 
     userId: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, description="Stable id of the user.")
-    text: str = Field(min_length=1, max_length=4000, description="The message, 1-4000 characters after trimming.")
+    text: MessageText = Field(description="The message, 1-4000 characters after trimming.")
     element: Optional[Element] = Field(default=None, description="The element the user chose.")
     voice: bool = Field(default=False, description="Queue speech synthesis of the reply.")
-    sessionId: Optional[str] = Field(default=None, min_length=1, max_length=128, pattern=IDENTIFIER)
+    sessionId: Optional[str] = Field(
+        default=None, min_length=1, max_length=128, pattern=IDENTIFIER, description="The conversation, if the client keeps one."
+    )
 
     @field_validator("text")
     @classmethod
     def _printable(cls, text: str) -> str:
+        # Lone surrogates never get here: strict str validation rejects them.
         if "\x00" in text:
             raise ValueError("text must not contain NUL characters")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
         return text
 
 

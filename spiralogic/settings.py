@@ -19,31 +19,61 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_DIR / "config"
 DEFAULT_DATA_DIR = PROJECT_DIR / "instance"
 INTENSITIES = ("low", "med", "high")
+#: the environment tables of settings.toml that SPIRALOGIC_ENV may name
+ENVIRONMENTS = ("development", "testing", "staging", "production")
 
 
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
 
 
+def _not_bool(value: Any) -> bool:
+    return not isinstance(value, bool)
+
+
+def _number(*names: str, kind: Any = int, **bounds: Any) -> Validator:
+    """A required number. bool is an int subclass, so ``true`` would pass is_type_of=int alone."""
+    message = {"condition": "{name} must be a number but it is {value} in env {env}"}
+    return Validator(*names, must_exist=True, is_type_of=kind, condition=_not_bool, messages=message, **bounds)
+
+
 VALIDATORS = [
     Validator("orchestrator", must_exist=True, is_in=ORCHESTRATORS),
-    Validator("soft_budget_ms", "hard_budget_ms", must_exist=True, is_type_of=int, gt=0),
-    Validator("archetype_memo_ttl", must_exist=True, is_type_of=int, gte=0),
+    _number("soft_budget_ms", "hard_budget_ms", gt=0),
+    _number("budgets.fallback_reserve_ms", gte=0),
+    _number("archetype_memo_ttl", gte=0),
     Validator("shadow_challenge_intensity", must_exist=True, is_in=INTENSITIES),
-    Validator("tts_max_text_chars", must_exist=True, is_type_of=int, gt=0),
+    _number("tts_max_text_chars", gt=0),
     Validator("database_url", "cache_redis_url", "data_dir", must_exist=True, is_type_of=str),
-    Validator("max_request_bytes", must_exist=True, is_type_of=int, gte=1024),
+    _number("max_request_bytes", gte=1024),
     Validator("store_raw_text", must_exist=True, is_type_of=bool),
     Validator("log_level", must_exist=True, is_in=("DEBUG", "INFO", "WARNING", "ERROR")),
-    Validator("rollout.percent", must_exist=True, is_type_of=(int, float), gte=0, lte=100),
+    _number("rollout.percent", kind=(int, float), gte=0, lte=100),
     Validator("rollout.cohort_group", must_exist=True, is_type_of=str, len_min=1),
     Validator("generation.provider", "generation.fallback_provider", must_exist=True, is_type_of=str, len_min=1),
-    Validator("telemetry.queue_size", "telemetry.batch_size", must_exist=True, is_type_of=int, gt=0),
-    Validator("telemetry.flush_interval_ms", must_exist=True, is_type_of=int, gt=0),
+    _number("telemetry.queue_size", "telemetry.batch_size", gt=0),
+    _number("telemetry.flush_interval_ms", gt=0),
     Validator("plugins.disabled", "plugins.allowed", must_exist=True, is_type_of=list),
+    Validator("admin_token", must_exist=True, is_type_of=str),
+    _number("modes.window_s", "modes.min_turns", "modes.lite_recovery_s", "modes.fallback_recovery_s", gt=0),
+    _number(
+        "modes.lite_slow_ratio",
+        "modes.fallback_hard_ratio",
+        "modes.fallback_error_ratio",
+        "modes.recovery_error_ratio",
+        "modes.fallback_probe_ratio",
+        kind=(int, float),
+        gte=0,
+        lte=1,
+    ),
+    _number("modes.cache_s", kind=(int, float), gte=0),
+    _number("admission.degrade_in_flight", "admission.max_in_flight", "admission.retry_after_s", gt=0),
+    _number("admission.degrade_lag_ms", "admission.reject_lag_ms", kind=(int, float), gt=0),
+    Validator("evaluator.in_app", must_exist=True, is_type_of=bool),
+    _number("evaluator.interval_s", kind=(int, float), gt=0),
     Validator("server.host", must_exist=True, is_type_of=str),
-    Validator("server.port", must_exist=True, is_type_of=int, gt=0, lt=65536),
-    Validator("server.workers", "server.worker_connections", must_exist=True, is_type_of=int, gt=0),
+    _number("server.port", gt=0, lt=65536),
+    _number("server.workers", "server.worker_connections", gt=0),
 ]
 
 
@@ -56,21 +86,34 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Dynaconf:
         env_switcher="SPIRALOGIC_ENV",
         envvar_prefix="SPIRALOGIC",
         loaders=["dynaconf.loaders.env_loader", "spiralogic.settings_env"],
-        validators=VALIDATORS,
         merge_enabled=True,
     )
     for key, value in (overrides or {}).items():
         settings.set(key, value)
+    # Registered only now: validators given to Dynaconf() run on first access, i.e. before the
+    # overrides and outside the try below (a raw ValidationError an override could not fix).
+    settings.validators.register(*VALIDATORS)
+    if settings.current_env.lower() not in ENVIRONMENTS:
+        # Dynaconf silently falls back to [default] for an unknown name: a typo would run on defaults.
+        raise ConfigError(
+            f"invalid configuration: SPIRALOGIC_ENV must be one of {', '.join(ENVIRONMENTS)} "
+            f"but it is {_one_line(settings.current_env)}"
+        )
     try:
         settings.validators.validate()
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}") from None
+        raise ConfigError(_one_line(f"invalid configuration: {exc}")) from None
     if settings.soft_budget_ms >= settings.hard_budget_ms:
         raise ConfigError(
             "invalid configuration: SOFT_BUDGET_MS "
             f"({settings.soft_budget_ms}) must be below HARD_BUDGET_MS ({settings.hard_budget_ms})"
         )
     return settings
+
+
+def _one_line(text: str) -> str:
+    """Values are echoed in messages; a newline in one must not split the CLI's one-line error."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def data_dir(settings: Dynaconf) -> Path:

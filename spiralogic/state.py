@@ -12,7 +12,11 @@ from dynaconf import Dynaconf
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from spiralogic.admission import Admission
 from spiralogic.components import Registry
+from spiralogic.evaluator import Evaluator
+from spiralogic.flags import RuntimeFlags
+from spiralogic.modes import ModeController
 from spiralogic.telemetry import TelemetryWriter
 
 EXTENSION = "spiralogic"
@@ -27,6 +31,10 @@ class AppState:
     telemetry: TelemetryWriter
     cache: Any
     data_dir: Path
+    flags: RuntimeFlags
+    modes: ModeController
+    admission: Admission
+    evaluator: Evaluator
     counters: Counter = field(default_factory=Counter)
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, String, Uuid, func
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -60,3 +60,49 @@ class ConsciousnessTurnMeta(Base):
         Index("idx_ctm_user_created", "user_id", created_at.desc()),
         Index("idx_ctm_top_resonance", TopResonance()),
     )
+
+
+class RuntimeFlag(Base):
+    """An operator switch shared by every worker and host (forced mode, lite by default, ...)."""
+
+    __tablename__ = "runtime_flags"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JsonDocument, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    reason: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+
+
+class ServiceMode(Base):
+    """The service-level mode (full, lite, fallback): one row, read by every worker."""
+
+    __tablename__ = "service_mode"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(String(500), nullable=False)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class ModeTransition(Base):
+    """Every change of the service mode, with its reason and who made it."""
+
+    __tablename__ = "mode_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, index=True)
+    from_mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    to_mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(String(500), nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+
+
+class Lease(Base):
+    """A named lease: at most one holder (e.g. the evaluator loop) until it expires."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -65,6 +65,10 @@ class Turn:
     voice: bool = False
     route_reason: str = ""
     assessment: Assessment = field(default_factory=Assessment)
+    #: why the turn ran below full mode (soft_budget, hard_budget, ...), in order
+    degradations: list[str] = field(default_factory=list)
+    #: faults met on the way (provider errors, failed plugins); they make the turn count as an error
+    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -89,7 +93,6 @@ class Draft:
     challenge: dict[str, Any] | None = None
     cache_hit: bool = False
     tokens: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)
 
 

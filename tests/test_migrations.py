@@ -18,9 +18,11 @@ from spiralogic import migrate
 from spiralogic.playbook_queries import CACHE_HIT_RATIO, ERROR_RATE, LATENCY_DISTRIBUTION, MODE_DISTRIBUTION
 from spiralogic.tables import Base, ConsciousnessTurnMeta
 
-HEAD = "20250901_consciousness_turn_meta"
+PLAYBOOK_REVISION = "20250901_consciousness_turn_meta"
+REVISIONS = [PLAYBOOK_REVISION, "20251125_runtime_state"]
+HEAD = REVISIONS[-1]
 TABLE = "consciousness_turn_meta"
-CHECKED_IN_SQL = Path(__file__).resolve().parent.parent / "migrations" / "sql" / f"{HEAD}.sql"
+SQL_DIR = Path(__file__).resolve().parent.parent / "migrations" / "sql"
 TOP_RESONANCE_SQL = {
     "postgresql": "(resonance ->> 'top'::text)",
     "sqlite": "json_extract(resonance, '$.top')",
@@ -122,24 +124,30 @@ def test_downgrade_to_base_and_upgrade_again(database_url, engine):
     assert migrate.current_revision(database_url) == HEAD
 
 
-def test_checked_in_sql_is_the_offline_migration():
-    """Supabase operators apply this file, so it must not drift from the migrations."""
-    with CHECKED_IN_SQL.open(encoding="utf-8", newline="") as checked_in:
-        assert checked_in.read() == migrate.offline_sql()
+def test_every_revision_has_its_offline_sql():
+    assert sorted(path.stem for path in SQL_DIR.glob("*.sql")) == REVISIONS
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_checked_in_sql_is_the_offline_migration(revision):
+    """Supabase operators apply these files, so they must not drift from the migrations."""
+    with (SQL_DIR / f"{revision}.sql").open(encoding="utf-8", newline="") as checked_in:
+        assert checked_in.read() == migrate.offline_sql(revision)
 
 
 def test_offline_sql_creates_the_postgresql_table():
-    sql = migrate.offline_sql()
+    sql = migrate.offline_sql(PLAYBOOK_REVISION)
     assert "metadata JSONB NOT NULL" in sql
     assert "CREATE INDEX idx_ctm_top_resonance ON consciousness_turn_meta ((resonance ->> 'top'));" in sql
-    assert f"INSERT INTO alembic_version (version_num) VALUES ('{HEAD}')" in sql
+    assert f"INSERT INTO alembic_version (version_num) VALUES ('{PLAYBOOK_REVISION}')" in sql
 
 
 @only_postgresql
 def test_checked_in_sql_applies_to_postgresql(database_url, engine):
     """What the operator runs leaves the database exactly where ``upgrade`` would."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(CHECKED_IN_SQL.read_text(encoding="utf-8"))
+        for revision in REVISIONS:
+            conn.exec_driver_sql((SQL_DIR / f"{revision}.sql").read_text(encoding="utf-8"))
 
     assert migrate.current_revision(database_url) == HEAD
     with engine.connect() as conn:

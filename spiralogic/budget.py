@@ -1,0 +1,45 @@
+"""Per-turn latency budgets, as monotonic deadlines.
+
+A timer alone does not hold a budget: on a CPU-saturated gevent worker a
+``gevent.Timeout`` fires late or not at all. So every wait is bounded by the
+time left *and* every loop re-checks the deadline after waking up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+
+class BudgetExceeded(Exception):
+    """The turn's hard budget ran out while work was still under way."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    started: float
+    soft_at: float
+    hard_at: float
+    reserve: float
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def start(cls, soft_ms: int, hard_ms: int, reserve_ms: int, clock: Callable[[], float] = time.monotonic) -> Budget:
+        now = clock()
+        return cls(now, now + soft_ms / 1000, now + hard_ms / 1000, reserve_ms / 1000, clock)
+
+    def soft_left(self) -> float:
+        return max(0.0, self.soft_at - self.clock())
+
+    def work_left(self) -> float:
+        """Time left for the orchestrator: the hard budget less what fallback needs."""
+        return max(0.0, self.hard_at - self.reserve - self.clock())
+
+    def check(self) -> None:
+        """Raise BudgetExceeded once the orchestrator's share of the budget is gone."""
+        if self.work_left() <= 0:
+            raise BudgetExceeded()
+
+    def elapsed_ms(self, at: float | None = None) -> int:
+        return max(0, round(((self.clock() if at is None else at) - self.started) * 1000))

@@ -1,0 +1,62 @@
+"""Operator switches kept in the database, so every worker and host sees the same.
+
+Each change is stored with who made it, when and why. Reads are cached for a
+moment per process: the request path must not query the database every turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from spiralogic.tables import RuntimeFlag
+
+log = logging.getLogger(__name__)
+FLAGS = RuntimeFlag.__table__
+#: flag -> value when never set
+DEFAULTS: dict[str, Any] = {"forced_mode": None, "lite_by_default": False}
+
+
+class RuntimeFlags:
+    def __init__(self, engine: Engine, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.engine = engine
+        self.ttl = ttl
+        self.clock = clock
+        self._cached: dict[str, Any] | None = None
+        self._read_at = 0.0
+
+    def all(self, fresh: bool = False) -> dict[str, Any]:
+        """Every flag; if the database cannot be read, the last known values hold."""
+        if fresh or self._cached is None or self.clock() - self._read_at > self.ttl:
+            try:
+                with self.engine.connect() as conn:
+                    stored = {row.key: row.value for row in conn.execute(sa.select(FLAGS.c.key, FLAGS.c.value))}
+                self._cached = {**DEFAULTS, **stored}
+            except sa.exc.SQLAlchemyError as exc:
+                if fresh:
+                    raise
+                log.warning("runtime flags unreadable (%s); keeping the last known values", type(exc).__name__)
+                self._cached = self._cached or dict(DEFAULTS)
+            self._read_at = self.clock()
+        return self._cached
+
+    def get(self, key: str) -> Any:
+        return self.all()[key]
+
+    def set(self, key: str, value: Any, *, actor: str, reason: str, now: datetime) -> None:
+        if key not in DEFAULTS:
+            raise KeyError(f"unknown runtime flag {key!r}")
+        values = {"value": value, "updated_at": now, "updated_by": actor, "reason": reason}
+        with self.engine.begin() as conn:
+            if not conn.execute(sa.update(FLAGS).where(FLAGS.c.key == key).values(**values)).rowcount:
+                conn.execute(sa.insert(FLAGS).values(key=key, **values))
+        self._cached = None
+
+    def audit(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.select(FLAGS).order_by(FLAGS.c.key))]

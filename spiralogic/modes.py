@@ -1,0 +1,172 @@
+"""The service-level mode: full, lite or fallback, the same in every worker and host.
+
+The mode is a row in the database, changed only by the evaluator (which holds
+a lease, so one runs at a time) or by an operator; every change is recorded in
+``mode_transitions`` with its reason. The evaluator reads the recent turn rows:
+
+- full -> lite: too many turns whose first token came after the soft budget;
+- full or lite -> fallback: too many turns that hit the hard budget or met an
+  error from a provider;
+- lite -> full: after ``lite_recovery_s`` (5 min) of stable turns;
+- fallback -> lite: after ``fallback_recovery_s`` (10 min) with an error rate
+  under ``recovery_error_ratio`` (1%).
+
+Hysteresis: a trigger needs ``min_turns`` in its window, recovery needs the
+whole recovery window below half the trigger ratio, and no mode is left
+before it has been held for its recovery window. Fallback -> baseline is an
+operator's decision (``ORCHESTRATOR=baseline``), never automatic.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from spiralogic.flags import RuntimeFlags
+from spiralogic.tables import ConsciousnessTurnMeta, ModeTransition, ServiceMode
+from spiralogic.turn import MODES
+
+log = logging.getLogger(__name__)
+SERVICE = "service"
+TURNS = ConsciousnessTurnMeta.__table__
+STATE = ServiceMode.__table__
+TRANSITIONS = ModeTransition.__table__
+
+
+@dataclass(frozen=True)
+class ModeState:
+    mode: str
+    reason: str
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the turns of one time window say about the providers."""
+
+    turns: int
+    slow: int
+    hard: int
+    errors: int
+
+    def ratio(self, count: int) -> float:
+        return count / self.turns if self.turns else 0.0
+
+
+class ModeController:
+    def __init__(self, engine: Engine, flags: RuntimeFlags, settings: Any, clock: Callable[[], datetime]):
+        self.engine = engine
+        self.flags = flags
+        self.rules = settings.modes
+        self.soft_budget_ms = settings.soft_budget_ms
+        self.clock = clock
+        self._cached = ModeState("full", "initial", None)
+        self._read_at: float | None = None
+
+    def state(self) -> ModeState:
+        """The mode as stored now (for operators and the evaluator)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(STATE).where(STATE.c.name == SERVICE)).first()
+        return ModeState(row.mode, row.reason, _aware(row.since)) if row else ModeState("full", "initial", None)
+
+    def cached_state(self) -> ModeState:
+        """The mode as read at most ``cache_s`` ago: turns must not query the database each time.
+
+        If the database cannot be read, the last known mode holds.
+        """
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at > self.rules.cache_s:
+            try:
+                self._cached = self.state()
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("service mode unreadable (%s); keeping %s", type(exc).__name__, self._cached.mode)
+            self._read_at = now
+        return self._cached
+
+    def mode_for_turn(self, rng: random.Random = random._inst) -> str:
+        """Where a new turn starts, given the operator switches and the service mode.
+
+        In fallback a small share of turns still try lite: they are the probes
+        whose outcome lets the evaluator see the providers recover.
+        """
+        flags = self.flags.all()
+        if flags["forced_mode"] in MODES:
+            return flags["forced_mode"]
+        mode = self.cached_state().mode
+        if mode == "fallback" and rng.random() < self.rules.fallback_probe_ratio:
+            mode = "lite"
+        if mode == "full" and flags["lite_by_default"]:
+            mode = "lite"
+        return mode
+
+    def evaluate(self) -> ModeState:
+        """Apply at most one transition for the current metrics; return the resulting state."""
+        now = self.clock()
+        current = self.state()
+        held = now - current.since if current.since else timedelta.max
+        target, reason = self._decide(current.mode, held, now)
+        if target != current.mode:
+            self.transition(target, reason, actor="controller", now=now)
+            return ModeState(target, reason, now)
+        return current
+
+    def _decide(self, mode: str, held: timedelta, now: datetime) -> tuple[str, str]:
+        rules = self.rules
+        recent = self.window(now - timedelta(seconds=rules.window_s), now)
+        if recent.turns >= rules.min_turns and mode != "fallback":
+            if recent.ratio(recent.hard) >= rules.fallback_hard_ratio:
+                return "fallback", f"{recent.ratio(recent.hard):.0%} of turns hit the hard budget"
+            if recent.ratio(recent.errors) >= rules.fallback_error_ratio:
+                return "fallback", f"{recent.ratio(recent.errors):.0%} of turns met provider errors"
+            if mode == "full" and recent.ratio(recent.slow) >= rules.lite_slow_ratio:
+                return "lite", f"{recent.ratio(recent.slow):.0%} of first tokens missed the soft budget"
+        if mode == "lite" and held >= timedelta(seconds=rules.lite_recovery_s):
+            calm = self.window(now - timedelta(seconds=rules.lite_recovery_s), now)
+            if calm.ratio(calm.slow) < rules.lite_slow_ratio / 2 and calm.ratio(calm.hard) < rules.fallback_hard_ratio / 2:
+                return "full", f"stable for {rules.lite_recovery_s // 60} minutes"
+        if mode == "fallback" and held >= timedelta(seconds=rules.fallback_recovery_s):
+            calm = self.window(now - timedelta(seconds=rules.fallback_recovery_s), now)
+            if calm.ratio(calm.errors) < rules.recovery_error_ratio and calm.ratio(calm.hard) < rules.fallback_hard_ratio / 2:
+                return "lite", f"error rate under {rules.recovery_error_ratio:.0%} for {rules.fallback_recovery_s // 60} minutes"
+        return mode, ""
+
+    def window(self, start: datetime, end: datetime) -> Window:
+        first_token = TURNS.c.metadata["firstTokenMs"].as_integer()
+        # The JSON text of the list, on both databases: a LIKE on it finds the marker.
+        degradations = TURNS.c.metadata["degradations"].as_string()
+        query = sa.select(
+            sa.func.count(),
+            sa.func.count().filter(first_token > self.soft_budget_ms),
+            sa.func.count().filter(degradations.like('%"hard_budget"%')),
+            sa.func.count().filter(TURNS.c.resonance["error"].as_string().is_not(None)),
+        ).where(TURNS.c.created_at > start, TURNS.c.created_at <= end)
+        with self.engine.connect() as conn:
+            return Window(*conn.execute(query).one())
+
+    def transition(self, mode: str, reason: str, *, actor: str, now: datetime) -> None:
+        """Set the service mode and record why; used by the evaluator and by operators."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        previous = self.state().mode
+        with self.engine.begin() as conn:
+            values = {"mode": mode, "reason": reason, "since": now}
+            if not conn.execute(sa.update(STATE).where(STATE.c.name == SERVICE).values(**values)).rowcount:
+                conn.execute(sa.insert(STATE).values(name=SERVICE, **values))
+            conn.execute(sa.insert(TRANSITIONS).values(at=now, from_mode=previous, to_mode=mode, reason=reason, actor=actor))
+
+    def transitions(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(TRANSITIONS).order_by(TRANSITIONS.c.id.desc()).limit(limit))
+            return [dict(row._mapping) for row in rows]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives back naive datetimes; every time here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
