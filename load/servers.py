@@ -119,6 +119,7 @@ def start_floor(workers: int, p50_ms: float, p95_ms: float, log_dir: Path, timeo
         sys.executable, "-m", "gunicorn",
         "--worker-class", "gevent", "--workers", str(workers), "--worker-connections", "1000",
         "--timeout", "30", "--graceful-timeout", "20", "--keep-alive", "5",
+        "--no-control-socket",  # gunicorn 27 default path is shared by every master on the host
         "--bind", f"127.0.0.1:{port}", "--chdir", str(LOAD_DIR), "floor_app:app",
     ]  # fmt: skip
     server = _spawn("floor", argv, env, log_dir / "floor.log", port)

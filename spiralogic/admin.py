@@ -7,6 +7,7 @@ hidden (404), never open.
 from __future__ import annotations
 
 import hmac
+import os
 from functools import wraps
 
 from flask import Blueprint, jsonify, request
@@ -43,7 +44,7 @@ def status():
             "mode": {"current": mode.mode, "reason": mode.reason, "since": mode.since.isoformat() if mode.since else None},
             "flags": state.flags.all(fresh=True),
             "transitions": [{**row, "at": row["at"].isoformat()} for row in state.modes.transitions()],
-            "worker": {"inFlight": state.admission.in_flight, "loopLagMs": round(state.admission.lag_ms, 1)},
+            "worker": {"pid": os.getpid(), "inFlight": state.admission.in_flight, "loopLagMs": round(state.admission.lag_ms, 1)},
             "telemetry": dict(state.telemetry.counts),
             "counters": dict(state.counters),
         }

@@ -10,6 +10,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from spiralogic.settings import data_dir
+
 
 class SpiralogicServer(BaseApplication):
     def __init__(self, options: dict[str, Any]):
@@ -37,6 +39,8 @@ def gunicorn_options(settings, host: str | None = None, port: int | None = None,
         "graceful_timeout": 20,
         "keepalive": 5,
         "worker_exit": _flush_telemetry,
+        # One control socket per data directory: two servers on a host must not share one.
+        "control_socket": str(data_dir(settings) / "gunicorn.ctl"),
     }
 
 
