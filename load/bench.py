@@ -34,6 +34,10 @@ from stats import overhead, summarize  # noqa: E402
 from spiralogic.settings_env import PLAYBOOK_NAMES  # noqa: E402
 
 
+#: at this error rate the bench shows the server's log tail (the cause is usually there)
+ERROR_LOG_RATE = 0.05
+
+
 class BenchError(RuntimeError):
     """The bench could not produce results; the message says why."""
 
@@ -42,8 +46,15 @@ class BenchTimeout(BenchError):
     pass
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except the empty ones (their help says what unset means)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None or action.default is False or action.default == [] else super()._get_help_string(action)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="load/bench.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="load/bench.py", description=__doc__.split("\n\n")[0], formatter_class=_Help)
     load = p.add_argument_group("load")
     load.add_argument("--users", type=int, default=10, help="concurrent users (greenlets, one keep-alive connection each)")
     load.add_argument("--duration", type=float, default=30, help="measured seconds per server, after the warm-up")
@@ -64,13 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     upstream.add_argument("--p50-ms", type=float, default=200, help="simulated upstream median latency (and the floor's)")
     upstream.add_argument("--p95-ms", type=float, default=400, help="simulated upstream 95th percentile (and the floor's)")
     upstream.add_argument("--hang-rate", type=float, default=0.0, help="share of simulated calls that hang (the floor never hangs)")
-    upstream.add_argument("--hang-ms", type=float, default=None, help="how long a hang lasts (default: the plugin's)")
+    upstream.add_argument("--hang-ms", type=float, default=None, help="how long a hang lasts (unset: the plugin's hang_ms)")
     run = p.add_argument_group("run")
-    run.add_argument("--name", help="results file name part (default: from the profile)")
-    run.add_argument("--results-dir", type=Path, default=LOAD_DIR / "results")
+    run.add_argument("--name", help="results file name part (unset: derived from the profile)")
+    run.add_argument("--results-dir", type=Path, default=LOAD_DIR / "results", help="where the .json and .md go")
     run.add_argument("--skip-floor", action="store_true", help="benchmark Spiralogic only")
     run.add_argument("--start-timeout", type=float, default=60, help="seconds each server gets to become ready")
-    run.add_argument("--max-seconds", type=float, help="hard limit on the whole run (default: twice the planned load time + 180)")
+    run.add_argument("--max-seconds", type=float, help="hard limit on the whole run in seconds (unset: twice the planned load time + 180)")
     run.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (data, server and loadgen logs)")
     args = p.parse_args(argv)
     if args.users < 1 or args.duration <= 0 or args.warmup < 0 or not 0 <= args.stream <= 1:
@@ -144,6 +155,8 @@ def drive(args: argparse.Namespace, server: Server, tmp: Path) -> dict:
     run = json.loads(out.read_text())
     summary = summarize(run)
     summary["resources"] = sampler.summary(*run["window_epoch"])
+    if (summary["error_rate"] or 0) >= ERROR_LOG_RATE:
+        say(f"{server.name} answered {100 * summary['error_rate']:.1f}% errors; its log ends:\n{log_tail(server.log_path, 20)}")
     return summary
 
 

@@ -44,12 +44,15 @@ def create_app() -> Flask:
         body = request.get_json(silent=True) or {}
         wait = draw()
         gevent.sleep(wait)
-        return jsonify(
+        response = jsonify(
             {
                 "data": {"message": "floor", "mode": "floor", "element": body.get("element")},
                 "meta": {"latencyMs": round(wait * 1000)},
             }
         )
+        # The same response headers as the real service, so the wire work matches too.
+        response.headers["x-orchestrator"] = response.headers["x-orchestrator-mode"] = "floor"
+        return response
 
     return app
 

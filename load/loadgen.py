@@ -108,11 +108,6 @@ class Connection:
         self.conn = None
 
 
-def read_json(response, t0: float) -> tuple[dict | None, float | None]:
-    body = response.read()
-    return json.loads(body), None
-
-
 def read_sse(response, t0: float) -> tuple[dict | None, float | None]:
     """Read the whole stream; return the done event's JSON and the first-token time (ms)."""
     first_token_ms = None
@@ -143,8 +138,13 @@ def one_request(connection: Connection, plan: Plan, user: int, k: int, stream: b
         with gevent.Timeout(plan.timeout):
             response = connection.request(body, headers)
             row[2] = response.status
-            sse = (response.getheader("content-type") or "").startswith("text/event-stream")
-            payload, row[3] = (read_sse if sse else read_json)(response, t0)
+            if response.status != 200:
+                response.read()  # an error page: drain it so the connection can be reused
+                payload = None
+            elif (response.getheader("content-type") or "").startswith("text/event-stream"):
+                payload, row[3] = read_sse(response, t0)
+            else:
+                payload = json.loads(response.read())
     except gevent.Timeout:
         connection.close()
         row[8] = "timeout"

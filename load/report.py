@@ -24,6 +24,8 @@ def warnings(results: dict, cpus: int) -> list[str]:
         server_cpu = (resources.get("server_cpu_percent") or {}).get("mean") or 0
         if server_cpu + (client["cpu_percent"] or 0) >= 90 * cpus:
             found.append(f"{name}: the machine's {cpus} cores were saturated (server {server_cpu}% + client {client['cpu_percent']}%)")
+        if summary["error_rate"]:
+            found.append(f"{name}: {100 * summary['error_rate']:.2f}% of requests failed: {summary['status_counts']}")
         if summary["requests"] == 0:
             found.append(f"{name}: no request started inside the measured window")
     return found
@@ -72,6 +74,7 @@ def markdown(report: dict) -> str:
     row("req/s", [_fmt(s["rps"]) for _, s in columns], over_cell("rps"))
     for key, label in (("p50", "P50 ms"), ("p95", "P95 ms"), ("p99", "P99 ms"), ("max", "max ms")):
         row(label, [_fmt(s["latency_ms"][key]) for _, s in columns], over_cell(f"{key}_ms") if key in ("p50", "p99") else "")
+    row("P50 / P95 ms, 200s only", [f"{_fmt(s['ok_latency_ms']['p50'])} / {_fmt(s['ok_latency_ms']['p95'])}" for _, s in columns])
     row("first token P95 ms (client, streamed)", [_fmt(s["first_token_ms"]["p95"]) for _, s in columns])
     row("first token P95 ms (server meta)", [_fmt(s["server_first_token_ms"]["p95"]) for _, s in columns])
     row("error rate", [_pct(s["error_rate"]) for _, s in columns])

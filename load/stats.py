@@ -48,6 +48,8 @@ def summarize(run: dict) -> dict:
         "warmup_requests": sum(1 for row in rows if row["start_s"] < start),
         "rps": _r(n / (end - start)) if end > start else None,
         "latency_ms": latency_stats([row["latency_ms"] for row in answered]),
+        # Fast refusals (503 under admission control) pull the all-answers percentiles down.
+        "ok_latency_ms": latency_stats([row["latency_ms"] for row in answered if row["status"] == 200 and not row["error"]]),
         "first_token_ms": latency_stats([row["first_token_ms"] for row in streamed]),
         "server_first_token_ms": latency_stats([row["server_first_token_ms"] for row in answered if row["server_first_token_ms"] is not None]),
         "streamed_requests": sum(1 for row in measured if row["stream"]),

@@ -17,7 +17,7 @@ from flask_caching import Cache
 
 from spiralogic import admin, api
 from spiralogic.admission import Admission
-from spiralogic.components import PluginContext, build_registries
+from spiralogic.components import ComponentUnavailable, PluginContext, build_registries
 from spiralogic.db import create_engine
 from spiralogic.errors import register_error_handlers
 from spiralogic.evaluator import Evaluator
@@ -25,7 +25,7 @@ from spiralogic.flags import RuntimeFlags
 from spiralogic.journal import Journal
 from spiralogic.modes import ModeController
 from spiralogic.plugins import build_plugin_manager, call_each
-from spiralogic.settings import CONFIG_DIR, data_dir, database_url, load_settings
+from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
 
@@ -45,6 +45,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         return PluginContext(id=component_id, config=settings.plugins.get(component_id, {}), config_dir=str(CONFIG_DIR), cache=cache)
 
     registries = build_registries(pm, plugin_context)
+    _check_generation(settings, registries["llm_providers"])
     engine = create_engine(database_url(settings))
     telemetry = TelemetryWriter(
         engine,
@@ -65,10 +66,20 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(admin.bp)
-    pm.hook.startup(app=app)
     if settings.evaluator.in_app:
-        evaluator.start()
+        # Started by the first request, not here: CLI commands build the app too and must not run it.
+        app.before_request(evaluator.start)
+    pm.hook.startup(app=app)
     return app
+
+
+def _check_generation(settings, providers) -> None:
+    """The providers the operator chose must build now, not fail on the first request."""
+    for key in ("provider", "fallback_provider"):
+        try:
+            providers.get(settings.generation[key])
+        except ComponentUnavailable as exc:
+            raise ConfigError(f"invalid configuration: generation.{key}: {exc}") from None
 
 
 def utcnow() -> datetime:

@@ -5,25 +5,11 @@ from __future__ import annotations
 import json
 import sys
 
-from functools import wraps
-
 import click
 
+from spiralogic.cli_modes import mode, watch
+from spiralogic.cli_support import with_app
 from spiralogic.settings import ConfigError, database_url, load_settings
-
-
-def with_app(command):
-    """Build the app (settings, plugins, database) for commands that need it."""
-
-    @wraps(command)
-    def run(*args, **kwargs):
-        from spiralogic.app import create_app
-
-        app = create_app()
-        with app.app_context():
-            return command(app, *args, **kwargs)
-
-    return run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,6 +97,10 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+cli.add_command(mode)
+cli.add_command(watch)
 
 
 def main() -> None:

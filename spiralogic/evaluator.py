@@ -41,6 +41,7 @@ class Evaluator:
         return True
 
     def start(self) -> None:
+        """Run the loop in the background (a greenlet under gevent); idempotent."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="evaluator", daemon=True)
             self._thread.start()

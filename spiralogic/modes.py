@@ -164,7 +164,7 @@ class ModeController:
     def transitions(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(TRANSITIONS).order_by(TRANSITIONS.c.id.desc()).limit(limit))
-            return [dict(row._mapping) for row in rows]
+            return [{**row._mapping, "at": _aware(row.at)} for row in rows]
 
 
 def _aware(moment: datetime) -> datetime:

@@ -411,3 +411,9 @@ def test_env_example_names_real_settings_and_validates(monkeypatch):
             monkeypatch.setenv(name, value)
     settings = load_settings()  # every line uncommented at once is a valid production configuration
     assert settings.current_env.lower() == "production"
+
+
+@pytest.mark.parametrize("key", ["generation.provider", "generation.fallback_provider"])
+def test_an_unknown_generation_provider_fails_at_start_up(make_app, key):
+    with pytest.raises(ConfigError, match=f"{key}: no llm_providers component 'nope'"):
+        make_app(**{key: "nope"})
