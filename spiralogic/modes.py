@@ -20,6 +20,7 @@ operator's decision (``ORCHESTRATOR=baseline``), never automatic.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -61,12 +62,21 @@ class Window:
 
 
 class ModeController:
-    def __init__(self, engine: Engine, flags: RuntimeFlags, settings: Any, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        engine: Engine,
+        flags: RuntimeFlags,
+        settings: Any,
+        clock: Callable[[], datetime],
+        ticks: Callable[[], float] = time.monotonic,
+    ):
         self.engine = engine
         self.flags = flags
         self.rules = settings.modes
         self.soft_budget_ms = settings.soft_budget_ms
         self.clock = clock
+        # Monotonic, for the read cache: a wall clock stepped back would freeze it.
+        self.ticks = ticks
         self._cached = ModeState("full", "initial", None)
         self._read_at: float | None = None
 
@@ -81,7 +91,7 @@ class ModeController:
 
         If the database cannot be read, the last known mode holds.
         """
-        now = time.monotonic()
+        now = self.ticks()
         if self._read_at is None or now - self._read_at > self.rules.cache_s:
             try:
                 self._cached = self.state()
@@ -127,25 +137,48 @@ class ModeController:
                 return "fallback", f"{recent.ratio(recent.errors):.0%} of turns met provider errors"
             if mode == "full" and recent.ratio(recent.slow) >= rules.lite_slow_ratio:
                 return "lite", f"{recent.ratio(recent.slow):.0%} of first tokens missed the soft budget"
-        if mode == "lite" and held >= timedelta(seconds=rules.lite_recovery_s):
-            calm = self.window(now - timedelta(seconds=rules.lite_recovery_s), now)
-            if calm.ratio(calm.slow) < rules.lite_slow_ratio / 2 and calm.ratio(calm.hard) < rules.fallback_hard_ratio / 2:
-                return "full", f"stable for {rules.lite_recovery_s // 60} minutes"
-        if mode == "fallback" and held >= timedelta(seconds=rules.fallback_recovery_s):
-            calm = self.window(now - timedelta(seconds=rules.fallback_recovery_s), now)
-            if calm.ratio(calm.errors) < rules.recovery_error_ratio and calm.ratio(calm.hard) < rules.fallback_hard_ratio / 2:
-                return "lite", f"error rate under {rules.recovery_error_ratio:.0%} for {rules.fallback_recovery_s // 60} minutes"
+        if mode == "lite" and self._stable(now, held, rules.lite_recovery_s, self._lite_calm):
+            return "full", f"stable for {rules.lite_recovery_s // 60} minutes"
+        if mode == "fallback" and self._stable(now, held, rules.fallback_recovery_s, self._fallback_calm):
+            return "lite", f"error rate under {rules.recovery_error_ratio:.0%} for {rules.fallback_recovery_s // 60} minutes"
         return mode, ""
+
+    def _stable(self, now: datetime, held: timedelta, span_s: int, calm: Callable[[Window], bool]) -> bool:
+        """Held for ``span_s`` and calm over all of it, and in each of its windows with
+        ``min_turns`` to judge: over the whole span alone, one bad minute would hide among quiet ones."""
+        span, step = timedelta(seconds=span_s), timedelta(seconds=self.rules.window_s)
+        if held < span or not calm(self.window(now - span, now)):
+            return False
+        ends = (now - k * step for k in range(math.ceil(span / step)))
+        parts = (self.window(max(end - step, now - span), end) for end in ends)
+        return all(calm(part) for part in parts if part.turns >= self.rules.min_turns)
+
+    def _lite_calm(self, window: Window) -> bool:
+        # Under half of each trigger ratio (hysteresis), so the service does not flap at the threshold.
+        rules = self.rules
+        return (
+            window.ratio(window.slow) < rules.lite_slow_ratio / 2
+            and window.ratio(window.hard) < rules.fallback_hard_ratio / 2
+            and window.ratio(window.errors) < rules.fallback_error_ratio / 2
+        )
+
+    def _fallback_calm(self, window: Window) -> bool:
+        rules = self.rules
+        return window.ratio(window.errors) < rules.recovery_error_ratio and window.ratio(window.hard) < rules.fallback_hard_ratio / 2
 
     def window(self, start: datetime, end: datetime) -> Window:
         first_token = TURNS.c.metadata["firstTokenMs"].as_integer()
         # The JSON text of the list, on both databases: a LIKE on it finds the marker.
-        degradations = TURNS.c.metadata["degradations"].as_string()
+        hard = TURNS.c.metadata["degradations"].as_string().like('%"hard_budget"%')
+        error = TURNS.c.resonance["error"].as_string().is_not(None)
+        # Only turns that tried a provider: those answered in fallback from the start (service in
+        # fallback, or shed under load) never fail, and would dilute the rates recovery is judged on.
+        tried = sa.or_(TURNS.c.orchestrator_mode != "fallback", hard, error)
         query = sa.select(
-            sa.func.count(),
-            sa.func.count().filter(first_token > self.soft_budget_ms),
-            sa.func.count().filter(degradations.like('%"hard_budget"%')),
-            sa.func.count().filter(TURNS.c.resonance["error"].as_string().is_not(None)),
+            sa.func.count().filter(tried),
+            sa.func.count().filter(tried, first_token > self.soft_budget_ms),
+            sa.func.count().filter(hard),
+            sa.func.count().filter(error),
         ).where(TURNS.c.created_at > start, TURNS.c.created_at <= end)
         with self.engine.connect() as conn:
             return Window(*conn.execute(query).one())
