@@ -23,6 +23,7 @@ from spiralogic.errors import register_error_handlers
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
 from spiralogic.journal import Journal
+from spiralogic.metrics import build_metrics
 from spiralogic.modes import ModeController
 from spiralogic.plugins import build_plugin_manager, call_each
 from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings
@@ -42,8 +43,11 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     cache = Cache(app, config=_cache_config(settings))
 
     def plugin_context(component_id: str) -> PluginContext:
-        return PluginContext(id=component_id, config=settings.plugins.get(component_id, {}), config_dir=str(CONFIG_DIR), cache=cache)
+        return PluginContext(
+            id=component_id, config=settings.plugins.get(component_id, {}), config_dir=str(CONFIG_DIR), cache=cache, metrics=metrics
+        )
 
+    metrics = build_metrics(settings)
     registries = build_registries(pm, plugin_context)
     _check_generation(settings, registries["llm_providers"])
     engine = create_engine(database_url(settings))
@@ -60,7 +64,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     modes = ModeController(engine, flags, settings, clock=utcnow)
     evaluator = Evaluator(engine, modes, interval_s=settings.evaluator.interval_s, clock=utcnow)
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics
     )
 
     register_error_handlers(app)

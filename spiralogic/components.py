@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import pluggy
@@ -34,14 +34,15 @@ class PluginContext:
 
     ``config`` is the component's own table, ``[default.plugins.<id>]``;
     ``config_dir`` resolves files named there; ``cache`` is the app's
-    flask-caching object (memoization shared by workers when Redis is set).
+    flask-caching object (memoization shared by workers when Redis is set);
+    ``metrics`` emits statsd counters and timers (a no-op when statsd is off).
     """
 
     id: str
     config: Mapping[str, Any]
     config_dir: str
     cache: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    metrics: Any = None
 
 
 class Registry:

@@ -11,9 +11,10 @@ a lease, so one runs at a time) or by an operator; every change is recorded in
 - fallback -> lite: after ``fallback_recovery_s`` (10 min) with an error rate
   under ``recovery_error_ratio`` (1%).
 
-Hysteresis: a trigger needs ``min_turns`` in its window, recovery needs the
-whole recovery window below half the trigger ratio, and no mode is left
-before it has been held for its recovery window. Fallback -> baseline is an
+Rates count only the turns that tried a provider. Hysteresis: a trigger needs
+``min_turns`` in its window; recovery needs the whole recovery window, and each
+of its windows with ``min_turns``, below half the trigger ratios; and no mode
+is left before it has been held for its recovery window. Fallback -> baseline is an
 operator's decision (``ORCHESTRATOR=baseline``), never automatic.
 """
 

@@ -128,6 +128,7 @@ class ChatPipeline:
             generator=registries["llm_providers"].get(self.settings.generation.provider),
             archetype_providers=providers,
             cache=self.state.cache,
+            metrics=self.state.metrics,
         )
 
     @staticmethod

@@ -31,6 +31,7 @@ class Services:
     generator: Any
     archetype_providers: list[Any] = field(default_factory=list)
     cache: Any = None
+    metrics: Any = None
     first_chunk_at: float | None = None
     chunks: Queue = field(default_factory=Queue)
     _heavy: gevent.Greenlet | None = None

@@ -71,6 +71,8 @@ VALIDATORS = [
     _number("admission.degrade_lag_ms", "admission.reject_lag_ms", kind=(int, float), gt=0),
     Validator("evaluator.in_app", must_exist=True, is_type_of=bool),
     _number("evaluator.interval_s", kind=(int, float), gt=0),
+    Validator("statsd.host", "statsd.prefix", must_exist=True, is_type_of=str),
+    _number("statsd.port", gt=0, lt=65536),
     Validator("server.host", must_exist=True, is_type_of=str),
     _number("server.port", gt=0, lt=65536),
     _number("server.workers", "server.worker_connections", gt=0),

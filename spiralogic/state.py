@@ -16,6 +16,7 @@ from spiralogic.admission import Admission
 from spiralogic.components import Registry
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
+from spiralogic.metrics import Metrics
 from spiralogic.modes import ModeController
 from spiralogic.telemetry import TelemetryWriter
 
@@ -35,6 +36,7 @@ class AppState:
     modes: ModeController
     admission: Admission
     evaluator: Evaluator
+    metrics: Metrics
     counters: Counter = field(default_factory=Counter)
 
 
