@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.orm import Session
 
 from spiralogic import migrate
@@ -19,7 +20,8 @@ from spiralogic.playbook_queries import CACHE_HIT_RATIO, ERROR_RATE, LATENCY_DIS
 from spiralogic.tables import Base, ConsciousnessTurnMeta
 
 PLAYBOOK_REVISION = "20250901_consciousness_turn_meta"
-REVISIONS = [PLAYBOOK_REVISION, "20251125_runtime_state"]
+# Oldest first, as Alembic chains them.
+REVISIONS = [script.revision for script in reversed(list(ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).walk_revisions()))]
 HEAD = REVISIONS[-1]
 TABLE = "consciousness_turn_meta"
 SQL_DIR = Path(__file__).resolve().parent.parent / "migrations" / "sql"
@@ -122,6 +124,12 @@ def test_downgrade_to_base_and_upgrade_again(database_url, engine):
     assert TABLE in sa.inspect(engine).get_table_names()
     assert set(index_sql(engine)) == {"idx_ctm_user_created", "idx_ctm_top_resonance"}
     assert migrate.current_revision(database_url) == HEAD
+
+
+def test_the_playbook_table_comes_first_in_one_line_of_history():
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite://"))
+    assert REVISIONS[0] == PLAYBOOK_REVISION
+    assert len(script.get_heads()) == 1
 
 
 def test_every_revision_has_its_offline_sql():
