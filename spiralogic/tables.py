@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Uuid, func
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -106,3 +106,28 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class Feedback(Base):
+    """A user's rating of one turn, and whether they took up its challenge.
+
+    Challenge consent is read from here: escalation needs neutral-or-better
+    feedback on the user's previous challenge.
+    """
+
+    __tablename__ = "feedback"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    turn_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    #: -1 (negative), 0 (neutral) or 1 (positive), whatever scale the client used
+    sentiment: Mapped[int] = mapped_column(Integer, nullable=False)
+    #: the rating as the client sent it (-1|0|1 or 1-5)
+    rating: Mapped[int] = mapped_column(Integer, nullable=False)
+    accepted_challenge: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+    __table_args__ = (
+        Index("idx_feedback_user_created", "user_id", created_at.desc()),
+        Index("idx_feedback_turn", "turn_id", unique=True),
+    )
