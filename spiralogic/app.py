@@ -26,7 +26,7 @@ from spiralogic.journal import Journal
 from spiralogic.metrics import build_metrics
 from spiralogic.modes import ModeController
 from spiralogic.plugins import build_plugin_manager, call_each
-from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings
+from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings, plugin_table
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
 
@@ -42,9 +42,12 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled), plugins)
     cache = Cache(app, config=_cache_config(settings))
 
+    def plugin_config(name: str):
+        return plugin_table(settings, name)
+
     def plugin_context(component_id: str) -> PluginContext:
         return PluginContext(
-            id=component_id, config=settings.plugins.get(component_id, {}), config_dir=str(CONFIG_DIR), cache=cache, metrics=metrics
+            id=component_id, config=plugin_config(component_id), config_dir=str(CONFIG_DIR), cache=cache, metrics=metrics
         )
 
     metrics = build_metrics(settings)
@@ -57,7 +60,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         queue_size=settings.telemetry.queue_size,
         batch_size=settings.telemetry.batch_size,
         flush_interval=settings.telemetry.flush_interval_ms / 1000,
-        on_record=lambda turn, record: list(call_each(pm, "turn_completed", turn=turn, record=record)),
+        on_record=lambda turn, record: list(call_each(pm, "turn_completed", plugin_config, turn=turn, record=record)),
     )
     atexit.register(telemetry.close)
     flags = RuntimeFlags(engine, ttl=settings.modes.cache_s)

@@ -19,7 +19,7 @@ counted; for guardrails the turn then fails safe (no challenge, grounding on).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pluggy
 
@@ -108,18 +108,22 @@ def register_voice_backends(register: Register) -> None:
 
 
 @hookspec
-def assess_input(turn: Turn) -> Assessment | None:
+def assess_input(turn: Turn, config: Mapping[str, Any]) -> Assessment | None:
     """Assess the user's message before any text is generated.
 
     Return a :class:`spiralogic.turn.Assessment` (or ``None`` for no opinion).
     The core merges every answer: ``crisis`` if any says so, a challenge is
     allowed only if all allow it, instructions are concatenated, and the first
     worldview given wins. Keep it cheap: it runs on every turn in every mode.
+    ``turn.history`` holds what the service remembers of the user (recent
+    worldviews, their last challenge and the feedback on it); ``config`` is
+    this plugin's own table, ``[default.plugins.<plugin name>]``, as it is for
+    every hook below that takes it.
     """
 
 
 @hookspec
-def shape_response(turn: Turn, draft: Draft) -> None:
+def shape_response(turn: Turn, draft: Draft, config: Mapping[str, Any]) -> None:
     """Shape the reply before it reaches the user, by changing ``draft`` in place.
 
     ``turn.assessment`` holds the merged assessment. Implementations run in
@@ -132,7 +136,7 @@ def shape_response(turn: Turn, draft: Draft) -> None:
 
 
 @hookspec(firstresult=True)
-def score_response(turn: Turn, draft: Draft) -> float | None:
+def score_response(turn: Turn, draft: Draft, config: Mapping[str, Any]) -> float | None:
     """Score the final reply in [0, 1] for the quality gate.
 
     The first implementation returning a number wins; return ``None`` to let
@@ -144,7 +148,7 @@ def score_response(turn: Turn, draft: Draft) -> float | None:
 
 
 @hookspec
-def turn_completed(turn: Turn, record: TurnRecord) -> None:
+def turn_completed(turn: Turn, record: TurnRecord, config: Mapping[str, Any]) -> None:
     """Observe a finished turn and the telemetry row written for it.
 
     Called off the request path, after the response was sent; use it for

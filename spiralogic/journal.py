@@ -1,21 +1,27 @@
 """A local spill file for rows the database could not take.
 
 When the database is away, the telemetry writer appends the batch here as JSON
-lines; once the database answers again the rows are replayed. Files are
-claimed by renaming them, so several workers sharing a data directory never
-replay the same file twice, and a file claimed by a worker that died is picked
-up again.
+lines; once the database answers again the rows are replayed. Every worker of
+a host shares the directory. A file only ever appears complete (it is written
+under a "writing" name, then renamed), and files are claimed by renaming them,
+so several workers never replay the same file twice; a file claimed or being
+written by a process that died is picked up again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+log = logging.getLogger(__name__)
+SUFFIX = ".jsonl"
 CLAIM_MARK = ".replaying-"
+WRITE_MARK = ".writing-"
+REJECTED = "rejected"
 
 
 class Journal:
@@ -24,18 +30,26 @@ class Journal:
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{os.getpid()}-{uuid.uuid4().hex}.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        name = f"{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}"
+        # Written under a name replay skips while we live: another worker must never read half a file.
+        writing = self.directory / f"{name}{WRITE_MARK}{os.getpid()}"
+        _write_lines(writing, rows)
+        writing.rename(self.directory / name)
+        _sync_directory(self.directory)
+
+    def reject(self, rows: list[dict[str, Any]], reason: str) -> None:
+        """Keep rows the database refuses for their content, out of replay, for an operator."""
+        directory = self.directory / REJECTED
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_lines(directory / f"{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}", [{**row, "_rejected": reason} for row in rows])
 
     def pending(self) -> int:
         """Rows waiting to be replayed (every file, claimed or not)."""
-        if not self.directory.exists():
-            return 0
-        return sum(sum(1 for _ in path.open(encoding="utf-8")) for path in self.directory.glob("*.jsonl*"))
+        return sum(len(_read_rows(path)) for path in self._files())
+
+    def has_pending(self) -> bool:
+        """Whether some file can be replayed by this process now (cheap: a directory listing)."""
+        return bool(self._claimable())
 
     def replay(self, write: Callable[[list[dict[str, Any]]], None]) -> int:
         """Hand each spilled file's rows to ``write``; delete the file once written.
@@ -46,30 +60,84 @@ class Journal:
         """
         replayed = 0
         for path in self._claimable():
-            claimed = path.with_name(path.name.split(CLAIM_MARK)[0] + f"{CLAIM_MARK}{os.getpid()}")
+            claimed = path.with_name(f"{_base(path)}{CLAIM_MARK}{os.getpid()}")
             try:
                 path.rename(claimed)
             except FileNotFoundError:
                 continue  # another worker claimed it first
-            rows = [json.loads(line) for line in claimed.open(encoding="utf-8") if line.strip()]
+            rows = _read_rows(claimed)
             try:
-                write(rows)
-            except Exception:
-                claimed.rename(path.with_name(path.name.split(CLAIM_MARK)[0]))
+                if rows:
+                    write(rows)
+            except BaseException:
+                claimed.rename(path.with_name(_base(path)))
                 raise
             claimed.unlink()
             replayed += len(rows)
         return replayed
 
-    def _claimable(self) -> list[Path]:
+    def _files(self) -> list[Path]:
         if not self.directory.exists():
             return []
+        return sorted(path for path in self.directory.iterdir() if SUFFIX in path.name and path.is_file())
+
+    def _claimable(self) -> list[Path]:
         paths = []
-        for path in sorted(self.directory.glob("*.jsonl*")):
-            owner = path.name.partition(CLAIM_MARK)[2]
-            if not owner or not _process_alive(int(owner)):
+        for path in self._files():
+            owner = _owner(path)
+            if owner is None or not _process_alive(owner):
                 paths.append(path)
         return paths
+
+
+def _base(path: Path) -> str:
+    """The file's name without any claim or writing mark."""
+    return path.name.split(SUFFIX)[0] + SUFFIX
+
+
+def _owner(path: Path) -> int | None:
+    """The pid that claimed the file or is writing it; None when the file is free."""
+    mark = path.name[len(_base(path)) :]
+    for prefix in (CLAIM_MARK, WRITE_MARK):
+        if mark.startswith(prefix):
+            try:
+                return int(mark[len(prefix) :])
+            except ValueError:
+                return None
+    return None
+
+
+def _write_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=str) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The file's rows; a line cut short (a process died writing it) is skipped, not fatal."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []  # claimed or replayed by another worker meanwhile
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if line.strip():
+                log.error("journal %s: skipped an unreadable line", path.name)
+    return rows
+
+
+def _sync_directory(directory: Path) -> None:
+    # The rename must survive a power cut too, not just the file's content.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _process_alive(pid: int) -> bool:

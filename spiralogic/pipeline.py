@@ -21,6 +21,7 @@ from gevent.queue import Empty
 from spiralogic import guardrails
 from spiralogic.budget import Budget, BudgetExceeded
 from spiralogic.components import ComponentUnavailable
+from spiralogic.history import load_history
 from spiralogic.plugins import first_result
 from spiralogic.routing import Route, choose_route
 from spiralogic.schemas import ChatRequest
@@ -72,8 +73,8 @@ class ChatPipeline:
         if draft is None:
             draft = self._fallback(turn, services)
             first_token_at = first_token_at or budget.clock()
-        guardrails.shape(self.state.pm, turn, draft)
-        quality = first_result(self.state.pm, "score_response", turn=turn, draft=draft)
+        guardrails.shape(self.state.pm, turn, draft, self.state.plugin_config)
+        quality = first_result(self.state.pm, "score_response", self.state.plugin_config, turn=turn, draft=draft)
         latency_ms = budget.elapsed_ms()
         first_token_ms = budget.elapsed_ms(first_token_at)
         self.state.telemetry.submit(turn, self._record(turn, draft, latency_ms, first_token_ms, quality))
@@ -99,8 +100,10 @@ class ChatPipeline:
             orchestrator=route.orchestrator,
             route_reason=route.reason,
             mode=mode,
+            challenge_intensity=self.settings.shadow_challenge_intensity,
+            history=load_history(self.state.engine, request.userId),
         )
-        turn.assessment = guardrails.assess(self.state.pm, turn)
+        turn.assessment = guardrails.assess(self.state.pm, turn, self.state.plugin_config)
         return turn, orchestrator
 
     def _orchestrator_for(self, route: Route):
@@ -198,6 +201,7 @@ class ChatPipeline:
         optional = {
             "qualityScore": quality,
             "worldview": turn.assessment.worldview,
+            "challenge": draft.challenge["intensity"] if draft.challenge else None,
             "guardrails": turn.assessment.tags,
             "degradations": turn.degradations,
             "text": turn.text if self.settings.store_raw_text else None,

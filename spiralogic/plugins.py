@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import pluggy
 
@@ -71,15 +71,26 @@ class HookOutcome:
     error: BaseException | None = None
 
 
-def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Iterator[HookOutcome]:
+PluginConfig = Callable[[str], Mapping[str, Any]]
+
+
+def no_config(plugin_name: str) -> Mapping[str, Any]:
+    return {}
+
+
+def call_each(pm: pluggy.PluginManager, hook_name: str, plugin_config: PluginConfig = no_config, **kwargs: Any) -> Iterator[HookOutcome]:
     """Call every implementation of a hook in pluggy's order, isolating failures.
 
     pluggy aborts a hook call at the first exception; a guardrail or observer
-    that raises must not silence the others or take the request down.
+    that raises must not silence the others or take the request down. An
+    implementation that takes ``config`` gets its own plugin's table,
+    ``[default.plugins.<plugin name>]``.
     """
     caller = getattr(pm.hook, hook_name)
     for impl in reversed(caller.get_hookimpls()):
-        args = {name: kwargs[name] for name in impl.argnames}
+        args = {name: kwargs[name] for name in impl.argnames if name != "config"}
+        if "config" in impl.argnames:
+            args["config"] = plugin_config(impl.plugin_name)
         try:
             yield HookOutcome(impl.plugin_name, impl.function(**args))
         except Exception as exc:  # noqa: BLE001 - a plugin's fault is logged, never raised
@@ -87,9 +98,9 @@ def call_each(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Iterat
             yield HookOutcome(impl.plugin_name, error=exc)
 
 
-def first_result(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+def first_result(pm: pluggy.PluginManager, hook_name: str, plugin_config: PluginConfig = no_config, **kwargs: Any) -> Any:
     """A ``firstresult`` hook's answer, skipping implementations that raise."""
-    for outcome in call_each(pm, hook_name, **kwargs):
+    for outcome in call_each(pm, hook_name, plugin_config, **kwargs):
         if outcome.error is None and outcome.result is not None:
             return outcome.result
     return None

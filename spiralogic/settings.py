@@ -129,3 +129,8 @@ def database_url(settings: Dynaconf) -> str:
     directory = data_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / 'spiralogic.db'}"
+
+
+def plugin_table(settings: Dynaconf, name: str) -> Mapping[str, Any]:
+    """A plugin's own settings, ``[default.plugins.<name>]`` (empty if it has none)."""
+    return settings.plugins.get(name) or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pluggy
 from dynaconf import Dynaconf
@@ -17,6 +17,7 @@ from spiralogic.components import Registry
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
 from spiralogic.metrics import Metrics
+from spiralogic.settings import plugin_table
 from spiralogic.modes import ModeController
 from spiralogic.telemetry import TelemetryWriter
 
@@ -38,6 +39,9 @@ class AppState:
     evaluator: Evaluator
     metrics: Metrics
     counters: Counter = field(default_factory=Counter)
+
+    def plugin_config(self, name: str) -> Mapping[str, Any]:
+        return plugin_table(self.settings, name)
 
 
 def app_state(app=None) -> AppState:

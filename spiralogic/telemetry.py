@@ -2,12 +2,16 @@
 
 Turns are queued in memory and written in batches by a background thread (a
 greenlet under gunicorn's gevent workers). If the database is away, batches
-spill to a local journal and are replayed when it returns, so a blip loses
-nothing; only a queue overflow drops rows, and every drop is counted.
+spill to a local journal and are replayed when it returns (after the next
+successful write, on a timer while the writer is idle, and at start-up), so a
+blip loses nothing; only a queue overflow drops rows, and every drop is
+counted. A row the database refuses for its content is set aside (counted as
+``rejected``) so it cannot hold back the others.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -28,6 +32,8 @@ from spiralogic.turn import Turn, TurnRecord
 log = logging.getLogger(__name__)
 TABLE = ConsciousnessTurnMeta.__table__
 _STOP = object()
+#: at most one "queue full" log line per this many seconds: logging every drop would slow turns
+DROP_LOG_INTERVAL_S = 5.0
 
 
 class TelemetryWriter:
@@ -39,111 +45,251 @@ class TelemetryWriter:
         queue_size: int,
         batch_size: int,
         flush_interval: float,
+        replay_interval: float = 1.0,
         on_record: Callable[[Turn, TurnRecord], None] = lambda turn, record: None,
     ):
         self.engine = engine
         self.journal = journal
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.replay_interval = replay_interval
         self.on_record = on_record
-        self.counts = {"submitted": 0, "written": 0, "spilled": 0, "replayed": 0, "dropped": 0}
+        self.counts = {"submitted": 0, "written": 0, "spilled": 0, "replayed": 0, "dropped": 0, "rejected": 0}
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._processed = 0  # queued rows written, spilled or rejected
+        self._in_flight: list[dict[str, Any]] = []  # the batch being built or written
+        self._dropped_logged_at = float("-inf")
+        if journal.has_pending():
+            # Rows an earlier process spilled must not wait for this one's first turn.
+            self._ensure_started()
 
     def submit(self, turn: Turn, record: TurnRecord) -> None:
         """Queue a row; never blocks the request. A full queue drops and counts."""
         self._ensure_started()
         try:
             self._queue.put_nowait((turn, record))
-            self.counts["submitted"] += 1
+            self._count("submitted")
         except queue.Full:
-            self.counts["dropped"] += 1
-            log.error("telemetry queue full: dropped the row of turn %s", record.id)
+            self._count("dropped")
+            self._log_drop(record)
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every queued row has been written or spilled."""
-        if self._thread is None:
-            return
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every row submitted before the call is written, spilled or rejected.
+
+        Later submits do not extend the wait. False if that did not happen in time.
+        """
+        target = self.counts["submitted"]
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self._processed < target:
+            if time.monotonic() >= deadline or not self._running():
+                return self._processed >= target
             time.sleep(0.01)
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
-        """Drain the queue and stop the writer (graceful shutdown)."""
-        if self._thread is None:
+        """Drain the queue and stop the writer (graceful shutdown).
+
+        Rows the writer could not finish in time (the database hangs) go to the
+        journal rather than die with the process; a duplicate is harmless since
+        replays skip ids already stored.
+        """
+        thread = self._thread
+        if thread is None:
             return
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        try:
+            # Not a plain put(): with the queue full and the writer stuck it would block forever.
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("telemetry writer did not finish in %.1fs; spilling what it holds", timeout)
+        if thread.is_alive() or not self._queue.empty():
+            self._spill_leftovers()  # also rows a late request queued behind the stop
         self._thread = None
 
     def replay_journal(self) -> int:
-        replayed = self.journal.replay(self._insert)
-        self.counts["replayed"] += replayed
+        replayed = self.journal.replay(self._store)
+        self._count("replayed", replayed)
         return replayed
 
     def _ensure_started(self) -> None:
-        if self._thread is not None:
+        if self._running():
             return
         with self._lock:
-            if self._thread is None:
+            if not self._running():
                 self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
                 self._thread.start()
 
+    def _running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
     def _run(self) -> None:
         while True:
-            batch, stop = self._next_batch()
-            if batch:
-                self._write(batch)
-            for _ in range(len(batch) + stop):
-                self._queue.task_done()
+            try:
+                stop = self._step()
+            except Exception:  # noqa: BLE001 - the writer must outlive any one bad batch
+                log.exception("telemetry writer failed on a batch; carrying on")
+                stop = False
             if stop:
                 return
 
-    def _next_batch(self) -> tuple[list[dict[str, Any]], bool]:
-        batch: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.flush_interval
+    def _step(self) -> bool:
+        batch, taken, stop = self._next_batch()
+        try:
+            if batch:
+                self._write(batch)
+            elif stop or taken == 0:
+                # Idle (or stopping): retry the journal, so a blip ends in a replay without new traffic.
+                self._replay_if_pending()
+        finally:
+            self._in_flight = []
+            self._count_processed(taken)
+        return stop
+
+    def _next_batch(self) -> tuple[list[dict[str, Any]], int, bool]:
+        """Up to ``batch_size`` rows, waiting ``flush_interval`` from the first one.
+
+        Returns the rows, how many queued rows were taken, and whether to stop.
+        Waits at most ``replay_interval`` for a first row.
+        """
+        batch = self._in_flight = []
+        taken = 0
+        deadline = None
         while len(batch) < self.batch_size:
+            timeout = self.replay_interval if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()) if batch else None)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
                 break
             if item is _STOP:
-                return batch, True
-            turn, record = item
-            self.on_record(turn, record)
-            batch.append(as_row(record))
-        return batch, False
+                return batch, taken, True
+            deadline = deadline or time.monotonic() + self.flush_interval
+            taken += 1
+            row = self._row(*item)
+            if row is not None:
+                batch.append(row)
+        return batch, taken, False
+
+    def _row(self, turn: Turn, record: TurnRecord) -> dict[str, Any] | None:
+        self.on_record(turn, record)
+        return self._serialise(record)
+
+    def _serialise(self, record: TurnRecord) -> dict[str, Any] | None:
+        try:
+            return as_row(record)
+        except Exception:  # noqa: BLE001 - a row that cannot even be serialised must not stop the writer
+            log.exception("telemetry row of turn %s cannot be serialised; rejected", record.id)
+            self._count("rejected")
+            return None
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self._insert(rows)
-            self.counts["written"] += len(rows)
+            self._store(rows)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("telemetry write failed (%s); spilling %d rows to the journal", exc.__class__.__name__, len(rows))
-            self.journal.append(rows)
-            self.counts["spilled"] += len(rows)
+            self._spill(rows)
             return
-        if self.counts["spilled"] > self.counts["replayed"]:
-            self._replay_quietly()
+        self._count("written", len(rows))
+        self._replay_if_pending()
 
-    def _replay_quietly(self) -> None:
+    def _spill(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self.replay_journal()
+            self.journal.append(rows)
+        except OSError:
+            # Database and disk both failing: the rows are gone, but counted, never silently.
+            log.exception("telemetry journal unwritable; dropped %d rows", len(rows))
+            self._count("dropped", len(rows))
+            return
+        self._count("spilled", len(rows))
+
+    def _replay_if_pending(self) -> None:
+        # Any worker's files count: a worker that spilled may have died or gone idle.
+        try:
+            if self.journal.has_pending():
+                self.replay_journal()
         except sa.exc.SQLAlchemyError:
-            log.warning("journal replay failed; will retry after the next successful write")
+            log.warning("journal replay failed; will retry in %.1fs or after the next successful write", self.replay_interval)
+
+    def _store(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows; a row refused for its content is set aside instead of failing the batch.
+
+        Otherwise one bad row would spill its whole batch, and its journal file
+        would fail every replay forever. An outage still raises (caller spills).
+        """
+        try:
+            self._insert(rows)
+            return
+        except Exception as exc:  # noqa: BLE001 - sorted below: outage or bad content
+            if not _refused_for_content(exc):
+                raise
+        for row in rows:  # find the bad rows; ids already stored are skipped
+            try:
+                self._insert([row])
+            except Exception as exc:  # noqa: BLE001
+                if not _refused_for_content(exc):
+                    raise
+                log.error("telemetry row %s refused by the database (%s); kept aside", row.get("id"), exc.__class__.__name__)
+                self.journal.reject([row], str(exc.orig if getattr(exc, "orig", None) else exc)[:500])
+                self._count("rejected")
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows, ignoring ids already present so replays are idempotent."""
         with self.engine.begin() as conn:
             conn.execute(_insert_ignoring_duplicates(conn.dialect.name), [_bind(row) for row in rows])
 
+    def _spill_leftovers(self) -> None:
+        """Journal the writer's batch and whatever is still queued (shutdown with a stuck writer)."""
+        rows = list(self._in_flight)
+        taken = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                taken += 1
+                rows.append(self._serialise(item[1]))
+        rows = [row for row in rows if row is not None]
+        if rows:
+            self._spill(rows)
+        self._count_processed(taken)
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        with self._count_lock:
+            self.counts[key] += amount
+
+    def _count_processed(self, amount: int) -> None:
+        with self._count_lock:
+            self._processed += amount
+
+    def _log_drop(self, record: TurnRecord) -> None:
+        now = time.monotonic()
+        if now - self._dropped_logged_at >= DROP_LOG_INTERVAL_S:
+            self._dropped_logged_at = now
+            log.error("telemetry queue full: dropped the row of turn %s (%d dropped so far)", record.id, self.counts["dropped"])
+
 
 def as_row(record: TurnRecord) -> dict[str, Any]:
-    """The record as plain JSON values, the form the journal keeps."""
+    """The record as plain JSON values, the form the journal keeps.
+
+    Round-tripped through JSON so a direct write and a replay store the same
+    thing, and a plugin's odd tag value cannot fail the insert.
+    """
     row = asdict(record)
     row["created_at"] = record.created_at.isoformat()
-    return row
+    return json.loads(json.dumps(row, default=str))
+
+
+def _refused_for_content(exc: Exception) -> bool:
+    """The data is at fault (refused by the database, or a journal row that cannot be
+    bound); any other database error is an outage, to be retried."""
+    return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)) or not isinstance(exc, sa.exc.SQLAlchemyError)
 
 
 def _bind(row: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from spiralogic.history import UserHistory
+
 ELEMENTS = ("air", "earth", "water", "fire", "aether")
 MODES = ("full", "lite", "fallback")
 ORCHESTRATORS = ("baseline", "spiralogic")
@@ -64,6 +66,9 @@ class Turn:
     session_id: str | None = None
     voice: bool = False
     route_reason: str = ""
+    #: the most intense shadow-work challenge this service may offer (SHADOW_CHALLENGE_INTENSITY)
+    challenge_intensity: str = "med"
+    history: UserHistory = field(default_factory=UserHistory)
     assessment: Assessment = field(default_factory=Assessment)
     #: why the turn ran below full mode (soft_budget, hard_budget, ...), in order
     degradations: list[str] = field(default_factory=list)
