@@ -45,6 +45,7 @@ def status():
             "flags": state.flags.all(fresh=True),
             "transitions": [{**row, "at": row["at"].isoformat()} for row in state.modes.transitions()],
             "worker": {"pid": os.getpid(), "inFlight": state.admission.in_flight, "loopLagMs": round(state.admission.lag_ms, 1)},
+            "components": {family: registry.statuses() for family, registry in state.registries.items()},
             "telemetry": dict(state.telemetry.counts),
             "counters": dict(state.counters),
         }

@@ -66,6 +66,10 @@ class Registry:
     def owner(self, component_id: str) -> str:
         return self._factories[component_id][0]
 
+    def statuses(self) -> dict[str, Any]:
+        """``status()`` of every built component that has one (circuit breakers, queues...)."""
+        return {cid: instance.status() for cid, instance in self._instances.items() if callable(getattr(instance, "status", None))}
+
     def get(self, component_id: str) -> Any:
         """The built component; ComponentUnavailable if unknown or its factory fails."""
         if component_id in self._instances:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
 from flask import Flask, jsonify
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -65,6 +66,11 @@ def register_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         allow = {name: value for name, value in exc.get_headers() if name == "Allow"}
         return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name, None, allow)
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def _database_away(exc: sa.exc.OperationalError):
+        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        return error_response(503, "unavailable", "the database is unavailable; retry shortly", None, {"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

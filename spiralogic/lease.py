@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from spiralogic.tables import Lease
@@ -29,12 +30,15 @@ def acquire(engine: Engine, name: str, holder: str, ttl: timedelta, now: datetim
         )
         if renewed.rowcount:
             return True
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(LEASES).values(name=name, holder=holder, expires_at=expires))
-        return True
-    except sa.exc.IntegrityError:
-        return False  # someone else holds it
+    with engine.begin() as conn:
+        # DO NOTHING rather than catch the conflict: losing the race is normal, not an error to log.
+        statement = _insert_if_absent(conn.dialect.name).values(name=name, holder=holder, expires_at=expires)
+        return conn.execute(statement.returning(LEASES.c.name)).first() is not None
+
+
+def _insert_if_absent(dialect: str):
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    return insert(LEASES).on_conflict_do_nothing(index_elements=["name"])
 
 
 def release(engine: Engine, name: str, holder: str) -> None:

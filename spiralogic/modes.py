@@ -165,7 +165,10 @@ class ModeController:
 
     def _fallback_calm(self, window: Window) -> bool:
         rules = self.rules
-        return window.ratio(window.errors) < rules.recovery_error_ratio and window.ratio(window.hard) < rules.fallback_hard_ratio / 2
+        return (
+            window.ratio(window.errors) < rules.recovery_error_ratio
+            and window.ratio(window.hard) < rules.fallback_hard_ratio / 2
+        )
 
     def window(self, start: datetime, end: datetime) -> Window:
         first_token = TURNS.c.metadata["firstTokenMs"].as_integer()

@@ -77,7 +77,7 @@ class ChatPipeline:
         quality = first_result(self.state.pm, "score_response", self.state.plugin_config, turn=turn, draft=draft)
         latency_ms = budget.elapsed_ms()
         first_token_ms = budget.elapsed_ms(first_token_at)
-        self.state.telemetry.submit(turn, self._record(turn, draft, latency_ms, first_token_ms, quality))
+        self.state.telemetry.submit(turn, self._record(turn, draft, services.tokens, latency_ms, first_token_ms, quality))
         yield Event("done", self._body(turn, draft, latency_ms, first_token_ms))
 
     def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str):
@@ -188,11 +188,11 @@ class ChatPipeline:
         provider = self.state.registries["llm_providers"].get(self.settings.generation.fallback_provider)
         return Draft(text="".join(provider.generate(services.prompt_for(turn))))
 
-    def _record(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int, quality) -> TurnRecord:
+    def _record(self, turn: Turn, draft: Draft, tokens: dict[str, int], latency_ms: int, first_token_ms: int, quality) -> TurnRecord:
         metadata: dict[str, Any] = {
             "latencyMs": latency_ms,
             "firstTokenMs": first_token_ms,
-            "tokens": draft.tokens or {"completion": len(draft.text.split()), "estimated": True},
+            "tokens": tokens or {"completion": len(draft.text.split()), "estimated": True},
             "requestId": turn.request_id,
             "route": turn.route_reason,
             "textChars": len(turn.text),

@@ -33,11 +33,15 @@ class Services:
     cache: Any = None
     metrics: Any = None
     first_chunk_at: float | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
     chunks: Queue = field(default_factory=Queue)
     _heavy: gevent.Greenlet | None = None
 
     def generate(self, prompt: Prompt) -> str:
-        """Run the configured generator to the end and return the whole reply."""
+        """Run the configured generator to the end and return the whole reply.
+
+        Token counts the generator reports are added to ``tokens``.
+        """
         parts: list[str] = []
         for chunk in self.generator.generate(prompt):
             self.budget.check()
@@ -45,6 +49,8 @@ class Services:
                 self.first_chunk_at = self.budget.clock()
             parts.append(chunk)
             self.chunks.put(chunk)
+        for kind, count in prompt.usage.items():
+            self.tokens[kind] = self.tokens.get(kind, 0) + count
         return "".join(parts)
 
     def run_heavy(self, step: Callable[[], T]) -> T | None:
@@ -87,4 +93,5 @@ class Services:
             archetypes=archetypes or [],
             worldview=turn.assessment.worldview,
             instructions=list(turn.assessment.instructions),
+            deadline=self.budget.hard_at - self.budget.reserve,
         )

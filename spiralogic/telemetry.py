@@ -171,14 +171,18 @@ class TelemetryWriter:
                 return batch, taken, True
             deadline = deadline or time.monotonic() + self.flush_interval
             taken += 1
-            row = self._row(*item)
+            turn, record = item
+            row = self._serialise(record)
             if row is not None:
-                batch.append(row)
+                batch.append(row)  # in flight before the hooks run: close() can spill it if one hangs
+            self._observe(turn, record)
         return batch, taken, False
 
-    def _row(self, turn: Turn, record: TurnRecord) -> dict[str, Any] | None:
-        self.on_record(turn, record)
-        return self._serialise(record)
+    def _observe(self, turn: Turn, record: TurnRecord) -> None:
+        try:
+            self.on_record(turn, record)
+        except Exception:  # noqa: BLE001 - an observer's fault must not cost the batch its rows
+            log.exception("telemetry observer failed on turn %s", record.id)
 
     def _serialise(self, record: TurnRecord) -> dict[str, Any] | None:
         try:

@@ -78,7 +78,12 @@ class Turn:
 
 @dataclass
 class Prompt:
-    """What a generator is asked to voice."""
+    """What a generator is asked to voice, and by when.
+
+    ``deadline`` is the ``time.monotonic()`` by which the generator must have
+    finished: derive connect/read timeouts and retries from it. A generator
+    that learns token counts fills ``usage`` (``{"prompt": n, "completion": m}``).
+    """
 
     text: str
     element: str | None
@@ -87,6 +92,8 @@ class Prompt:
     archetypes: list[Archetype] = field(default_factory=list)
     worldview: str | None = None
     instructions: list[str] = field(default_factory=list)
+    deadline: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,7 +104,6 @@ class Draft:
     archetypes: list[Archetype] = field(default_factory=list)
     challenge: dict[str, Any] | None = None
     cache_hit: bool = False
-    tokens: dict[str, int] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from spiralogic import lease
 from spiralogic.db import create_engine
-from spiralogic.evaluator import LEASE, Evaluator
+from spiralogic.evaluator import LEASE
 from spiralogic.migrate import upgrade
 from spiralogic.state import app_state
 from spiralogic.tables import ConsciousnessTurnMeta, Lease, ModeTransition
