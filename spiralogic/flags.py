@@ -18,8 +18,14 @@ from spiralogic.tables import RuntimeFlag
 
 log = logging.getLogger(__name__)
 FLAGS = RuntimeFlag.__table__
-#: flag -> value when never set
-DEFAULTS: dict[str, Any] = {"forced_mode": None, "lite_by_default": False}
+#: flag -> value when never set; ``percent`` None defers to the ``rollout.percent`` setting
+DEFAULTS: dict[str, Any] = {
+    "forced_mode": None,
+    "lite_by_default": False,
+    "kill_switch": False,
+    "phase": "baseline",
+    "percent": None,
+}
 
 
 class RuntimeFlags:
@@ -29,6 +35,8 @@ class RuntimeFlags:
         self.clock = clock
         self._cached: dict[str, Any] | None = None
         self._read_at = 0.0
+        #: False while the last read failed: the values are then only the last known ones
+        self.readable = True
 
     def all(self, fresh: bool = False) -> dict[str, Any]:
         """Every flag; if the database cannot be read, the last known values hold."""
@@ -37,7 +45,9 @@ class RuntimeFlags:
                 with self.engine.connect() as conn:
                     stored = {row.key: row.value for row in conn.execute(sa.select(FLAGS.c.key, FLAGS.c.value))}
                 self._cached = {**DEFAULTS, **stored}
+                self.readable = True
             except sa.exc.SQLAlchemyError as exc:
+                self.readable = False
                 if fresh:
                     raise
                 log.warning("runtime flags unreadable (%s); keeping the last known values", type(exc).__name__)

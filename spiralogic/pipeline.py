@@ -23,7 +23,7 @@ from spiralogic.budget import Budget, BudgetExceeded
 from spiralogic.components import ComponentUnavailable
 from spiralogic.history import load_history
 from spiralogic.plugins import first_result
-from spiralogic.routing import Route, choose_route
+from spiralogic.routing import Rollout, Route, choose_route
 from spiralogic.schemas import ChatRequest
 from spiralogic.services import Services
 from spiralogic.turn import Draft, Turn, TurnRecord
@@ -85,9 +85,10 @@ class ChatPipeline:
             header,
             request.userId,
             orchestrator=self.settings.orchestrator,
-            percent=self.settings.rollout.percent,
+            rollout=self._rollout(),
             group=self.settings.rollout.cohort_group,
         )
+        log.debug("turn of %s routed to %s: %s", request.userId, route.orchestrator, route.reason)
         orchestrator, route = self._orchestrator_for(route)
         turn = Turn(
             turn_id=str(uuid.uuid4()),
@@ -105,6 +106,11 @@ class ChatPipeline:
         )
         turn.assessment = guardrails.assess(self.state.pm, turn, self.state.plugin_config)
         return turn, orchestrator
+
+    def _rollout(self) -> Rollout:
+        flags = self.state.flags.all()
+        percent = flags["percent"] if flags["percent"] is not None else self.settings.rollout.percent
+        return Rollout(flags["phase"], percent, bool(flags["kill_switch"]), self.state.flags.readable)
 
     def _orchestrator_for(self, route: Route):
         registry = self.state.registries["orchestrators"]
@@ -132,6 +138,7 @@ class ChatPipeline:
             archetype_providers=providers,
             cache=self.state.cache,
             metrics=self.state.metrics,
+            memo_ttl=self.settings.archetype_memo_ttl,
         )
 
     @staticmethod
