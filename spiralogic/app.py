@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping
 from flask import Flask
 from flask_caching import Cache
 
-from spiralogic import admin, api
+from spiralogic import admin, api, feedback
 from spiralogic.admission import Admission
 from spiralogic.components import ComponentUnavailable, PluginContext, build_registries
 from spiralogic.db import create_engine
@@ -29,6 +29,7 @@ from spiralogic.plugins import build_plugin_manager, call_each
 from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings, plugin_table
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
+from spiralogic.turn_metrics import emit_turn_metrics
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[object] = ()) -> Flask:
@@ -60,7 +61,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         queue_size=settings.telemetry.queue_size,
         batch_size=settings.telemetry.batch_size,
         flush_interval=settings.telemetry.flush_interval_ms / 1000,
-        on_record=lambda turn, record: list(call_each(pm, "turn_completed", plugin_config, turn=turn, record=record)),
+        on_record=lambda turn, record: _observe(pm, plugin_config, metrics, turn, record),
     )
     atexit.register(telemetry.close)
     flags = RuntimeFlags(engine, ttl=settings.modes.cache_s)
@@ -72,12 +73,20 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
 
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(feedback.bp)
     app.register_blueprint(admin.bp)
     if settings.evaluator.in_app:
         # Started by the first request, not here: CLI commands build the app too and must not run it.
         app.before_request(evaluator.start)
     pm.hook.startup(app=app)
     return app
+
+
+def _observe(pm, plugin_config, metrics, turn, record) -> None:
+    """Off the request path, once per turn: statsd metrics, then the plugins' observers."""
+    emit_turn_metrics(metrics, record)
+    for _ in call_each(pm, "turn_completed", plugin_config, turn=turn, record=record):
+        pass
 
 
 def _check_generation(settings, providers) -> None:
