@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from spiralogic.flags import DEFAULTS
 from spiralogic.state import app_state
 
 TOKEN = "s3cret"
@@ -83,7 +84,7 @@ def test_status_reports_mode_flags_and_transitions(admin_app):
     client = admin_app.test_client()
     body = client.get("/admin/status", headers=bearer()).get_json()
     assert body["mode"] == {"current": "full", "reason": "initial", "since": None}
-    assert body["flags"] == {"forced_mode": None, "lite_by_default": False}
+    assert body["flags"] == {**DEFAULTS}
     assert body["transitions"] == []
 
     state.modes.transition("lite", "first tokens slow", actor="controller", now=T0)
