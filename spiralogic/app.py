@@ -17,6 +17,9 @@ from flask_caching import Cache
 
 from spiralogic import admin, api, feedback
 from spiralogic.admission import Admission
+from spiralogic.alert_delivery import AlertDelivery
+from spiralogic.alert_metrics import known_metrics, metric_source
+from spiralogic.alerting import AlertEngine, load_routes, load_rules
 from spiralogic.components import ComponentUnavailable, PluginContext, build_registries
 from spiralogic.db import create_engine
 from spiralogic.errors import register_error_handlers
@@ -30,6 +33,7 @@ from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url,
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
 from spiralogic.turn_metrics import emit_turn_metrics
+from spiralogic.voice.routes import init_app as init_voice
 
 
 def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[object] = ()) -> Flask:
@@ -66,15 +70,19 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     atexit.register(telemetry.close)
     flags = RuntimeFlags(engine, ttl=settings.modes.cache_s)
     modes = ModeController(engine, flags, settings, clock=utcnow)
-    evaluator = Evaluator(engine, modes, interval_s=settings.evaluator.interval_s, clock=utcnow)
+    alerts = _alerts(settings, engine, pm, plugin_config, registries["alert_channels"], flags)
+    evaluator = Evaluator(
+        engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
+    )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts
     )
 
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(admin.bp)
+    init_voice(app, clock=utcnow)
     if settings.evaluator.in_app:
         # Started by the first request, not here: CLI commands build the app too and must not run it.
         app.before_request(evaluator.start)
@@ -87,6 +95,19 @@ def _observe(pm, plugin_config, metrics, turn, record) -> None:
     emit_turn_metrics(metrics, record)
     for _ in call_each(pm, "turn_completed", plugin_config, turn=turn, record=record):
         pass
+
+
+def _alerts(settings, engine, pm, plugin_config, channels, flags) -> AlertEngine:
+    """The alert rules of config/alerts.toml, delivered through the channel plugins."""
+    path = CONFIG_DIR / settings.alerts.rules_file
+    try:
+        rules, routes = load_rules(path), load_routes(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration: alerts.rules_file: {exc}") from None
+    unknown = {rule.metric for rule in rules} - known_metrics()
+    if unknown:
+        raise ConfigError(f"invalid configuration: alerts.rules_file: unknown metrics {sorted(unknown)}")
+    return AlertEngine(engine, rules, metric_source(engine), AlertDelivery(pm, plugin_config, channels, routes, flags))
 
 
 def _check_generation(settings, providers) -> None:

@@ -1,8 +1,9 @@
 """The evaluator loop: periodic checks that must run in one place at a time.
 
-Every worker may run the loop; a database lease makes sure only one of them
-(on any host) evaluates in a given period, so a transition or an alert never
-fires twice.
+Each round runs the mode controller, then the alert rules (which include the
+rollback triggers). Every worker may run the loop; a database lease makes
+sure only one of them (on any host) evaluates in a given period, so a
+transition or an alert never fires twice.
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ from typing import Callable
 from sqlalchemy.engine import Engine
 
 from spiralogic import lease
-from spiralogic.modes import ModeController
 
 log = logging.getLogger(__name__)
 LEASE = "evaluator"
 
 
 class Evaluator:
-    def __init__(self, engine: Engine, modes: ModeController, *, interval_s: float, clock: Callable[[], datetime]):
+    def __init__(self, engine: Engine, checks: list[Callable[[datetime], object]], *, interval_s: float, clock: Callable[[], datetime]):
         self.engine = engine
-        self.modes = modes
+        self.checks = checks
         self.interval_s = interval_s
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -35,9 +35,11 @@ class Evaluator:
 
     def run_once(self) -> bool:
         """One round if this process holds the lease; True if it evaluated."""
-        if not lease.acquire(self.engine, LEASE, self.holder, timedelta(seconds=self.interval_s * 3), self.clock()):
+        now = self.clock()
+        if not lease.acquire(self.engine, LEASE, self.holder, timedelta(seconds=self.interval_s * 3), now):
             return False
-        self.modes.evaluate()
+        for check in self.checks:
+            check(now)
         return True
 
     def start(self) -> None:

@@ -14,10 +14,11 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from spiralogic.tables import RuntimeFlag
+from spiralogic.tables import FlagChange, RuntimeFlag
 
 log = logging.getLogger(__name__)
 FLAGS = RuntimeFlag.__table__
+CHANGES = FlagChange.__table__
 #: flag -> value when never set; ``percent`` None defers to the ``rollout.percent`` setting
 DEFAULTS: dict[str, Any] = {
     "forced_mode": None,
@@ -65,8 +66,11 @@ class RuntimeFlags:
         with self.engine.begin() as conn:
             if not conn.execute(sa.update(FLAGS).where(FLAGS.c.key == key).values(**values)).rowcount:
                 conn.execute(sa.insert(FLAGS).values(key=key, **values))
+            conn.execute(sa.insert(CHANGES).values(at=now, key=key, value=value, actor=actor, reason=reason))
         self._cached = None
 
-    def audit(self) -> list[dict[str, Any]]:
+    def audit(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The most recent changes first: key, value, who, when and why."""
         with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(sa.select(FLAGS).order_by(FLAGS.c.key))]
+            rows = conn.execute(sa.select(CHANGES).order_by(CHANGES.c.id.desc()).limit(limit))
+            return [dict(row._mapping) for row in rows]

@@ -13,6 +13,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from spiralogic.admission import Admission
+from spiralogic.alerting import AlertEngine
 from spiralogic.components import Registry
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
@@ -38,6 +39,7 @@ class AppState:
     admission: Admission
     evaluator: Evaluator
     metrics: Metrics
+    alerts: AlertEngine
     counters: Counter = field(default_factory=Counter)
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:

@@ -34,12 +34,6 @@ HOOKSPECS_SOURCE = Path(inspect.getfile(hookspecs))
 THIS_FILE = Path(__file__).resolve()
 CHAT_BODY = {"userId": "hook-tester", "text": "Help me find clarity", "element": "air"}
 
-#: hooks declared in the contract that nothing can exercise yet; each xfails (strictly) until it can
-KNOWN_GAPS = {
-    "alert_changed": "alerting is not built yet: nothing in spiralogic/ calls pm.hook.alert_changed",
-}
-
-
 def _hookspecs() -> dict[str, object]:
     return {
         name: fn
@@ -50,14 +44,6 @@ def _hookspecs() -> dict[str, object]:
 
 HOOKS = _hookspecs()
 HOOK_NAMES = sorted(HOOKS)
-
-
-def hook_params():
-    """One param per hook; known gaps are strict xfails, so closing a gap flags the stale entry."""
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[name])) if name in KNOWN_GAPS else name
-        for name in HOOK_NAMES
-    ]
 
 
 def signature_line(name: str) -> str:
@@ -139,14 +125,14 @@ def test_the_docs_document_no_hook_that_does_not_exist():
     assert not stale, f"docs/plugins.md documents hooks not in spiralogic/hookspecs.py: {sorted(stale)}"
 
 
-@pytest.mark.parametrize("name", hook_params())
+@pytest.mark.parametrize("name", HOOK_NAMES)
 def test_every_hook_is_called_by_the_core(name):
     core = [p for p in (ROOT / "spiralogic").glob("*.py") if p.resolve() != HOOKSPECS_SOURCE.resolve()]
     pattern = re.compile(rf"hook\.{name}\(|[\"']{name}[\"']")
     assert any(pattern.search(p.read_text(encoding="utf-8")) for p in core), f"no module in spiralogic/ ever calls {name}"
 
 
-@pytest.mark.parametrize("name", hook_params())
+@pytest.mark.parametrize("name", HOOK_NAMES)
 def test_every_hook_is_implemented_or_tested(name):
     assert name in builtin_hook_implementations() or is_tested_elsewhere(name) or has_test_here(name), (
         f"{name}: no built-in plugin implements it and no test exercises it; add a test_{name}_... here"

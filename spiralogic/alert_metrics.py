@@ -1,0 +1,80 @@
+"""The values alert rules compare, computed from the service's own tables.
+
+Each returns None when its window holds no data, so a rule's ``no_data``
+policy applies rather than a made-up zero.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from spiralogic import monitoring
+from spiralogic.alerting import MetricSource
+from spiralogic.tables import VoiceJob
+
+JOBS = VoiceJob.__table__
+
+#: metric name -> attribute of monitoring.Aggregate
+AGGREGATED = {
+    "latency_p50_ms": "latency_p50_ms",
+    "latency_p95_ms": "latency_p95_ms",
+    "first_token_p95_ms": "first_token_p95_ms",
+    "error_rate": "error_rate",
+    "fallback_rate": "fallback_rate",
+    "cache_hit_rate": "cache_hit_ratio",
+}
+BASELINE_SPAN = timedelta(hours=24)
+
+Extra = Callable[[Engine, datetime, datetime, "str | None"], "float | None"]
+
+
+def metric_source(engine: Engine, extra: dict[str, Extra] | None = None) -> MetricSource:
+    """Alert metrics over ``engine``; ``extra`` adds metrics other parts of the service own."""
+    computed: dict[str, Extra] = {**COMPUTED, **(extra or {})}
+
+    def value(name: str, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
+        if name in AGGREGATED:
+            aggregate = monitoring.window_aggregate(engine, since, until, orchestrator)
+            return getattr(aggregate, AGGREGATED[name]) if aggregate.count else None
+        if name in computed:
+            return computed[name](engine, since, until, orchestrator)
+        raise KeyError(f"unknown alert metric {name!r}")
+
+    return value
+
+
+def known_metrics(extra: dict[str, Extra] | None = None) -> set[str]:
+    return {*AGGREGATED, *COMPUTED, *(extra or {})}
+
+
+def tokens_vs_24h(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
+    """Average tokens per response in the window over the average in the 24 hours before it."""
+    recent = _average_tokens(engine, since, until, orchestrator)
+    baseline = _average_tokens(engine, since - BASELINE_SPAN, since, orchestrator)
+    if recent is None or not baseline:
+        return None
+    return recent / baseline
+
+
+def _average_tokens(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
+    rows = monitoring.tokens_per_response(engine, since, until, orchestrator)
+    responses = sum(row.responses for row in rows)
+    return sum(row.avg_tokens * row.responses for row in rows) / responses if responses else None
+
+
+def tts_queue_age_p95_s(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
+    """P95 of how long voice jobs waited for a worker: those started in the window, and
+    those still waiting at its end (a stalled queue must show, not read as no data)."""
+    started = sa.select(JOBS.c.queue_age_ms).where(JOBS.c.started_at > since, JOBS.c.started_at <= until, JOBS.c.queue_age_ms.is_not(None))
+    waiting = sa.select(JOBS.c.created_at).where(JOBS.c.status == "queued", JOBS.c.created_at <= until)
+    with engine.connect() as conn:
+        ages_ms = [row.queue_age_ms for row in conn.execute(started)]
+        ages_ms += [(until - monitoring.as_utc(row.created_at)).total_seconds() * 1000 for row in conn.execute(waiting)]
+    return monitoring.nearest_rank(sorted(ages_ms), 0.95) / 1000 if ages_ms else None
+
+
+COMPUTED: dict[str, Extra] = {"tokens_vs_24h": tokens_vs_24h, "tts_queue_age_p95_s": tts_queue_age_p95_s}
