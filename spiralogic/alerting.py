@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
+from spiralogic.clock import as_utc
 from spiralogic.tables import AlertEvent, AlertState
 
 log = logging.getLogger(__name__)
@@ -129,12 +130,12 @@ class AlertEngine:
 
     def states(self) -> dict[str, tuple[str, datetime]]:
         with self.engine.connect() as conn:
-            return {row.name: (row.state, _aware(row.since)) for row in conn.execute(sa.select(STATE))}
+            return {row.name: (row.state, as_utc(row.since)) for row in conn.execute(sa.select(STATE))}
 
     def events(self, limit: int = 50) -> list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(EVENTS).order_by(EVENTS.c.id.desc()).limit(limit))
-            return [{**row._mapping, "at": _aware(row.at)} for row in rows]
+            return [{**row._mapping, "at": as_utc(row.at)} for row in rows]
 
     def _value(self, rule: Rule, now: datetime) -> float | None:
         try:
@@ -161,9 +162,3 @@ class AlertEngine:
                     summary=transition.text[:500],
                 )
             )
-
-
-def _aware(moment: datetime) -> datetime:
-    from datetime import timezone
-
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)

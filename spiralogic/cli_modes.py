@@ -7,7 +7,7 @@ import time
 
 import click
 
-from spiralogic.app import utcnow
+from spiralogic.clock import utcnow
 from spiralogic.cli_support import operator, with_app
 from spiralogic.state import app_state
 from spiralogic.turn import MODES

@@ -25,12 +25,13 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from spiralogic.clock import as_utc
 from spiralogic.flags import RuntimeFlags
 from spiralogic.tables import ConsciousnessTurnMeta, ModeTransition, ServiceMode
 from spiralogic.turn import MODES
@@ -85,7 +86,7 @@ class ModeController:
         """The mode as stored now (for operators and the evaluator)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(STATE).where(STATE.c.name == SERVICE)).first()
-        return ModeState(row.mode, row.reason, _aware(row.since)) if row else ModeState("full", "initial", None)
+        return ModeState(row.mode, row.reason, as_utc(row.since)) if row else ModeState("full", "initial", None)
 
     def cached_state(self) -> ModeState:
         """The mode as read at most ``cache_s`` ago: turns must not query the database each time.
@@ -201,9 +202,4 @@ class ModeController:
     def transitions(self, limit: int = 20) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(TRANSITIONS).order_by(TRANSITIONS.c.id.desc()).limit(limit))
-            return [{**row._mapping, "at": _aware(row.at)} for row in rows]
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite gives back naive datetimes; every time here is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+            return [{**row._mapping, "at": as_utc(row.at)} for row in rows]
