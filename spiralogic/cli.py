@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
 import click
 
-from spiralogic.cli_modes import mode, watch
 from spiralogic.cli_support import with_app
 from spiralogic.settings import ConfigError, database_url, load_settings
 
+#: command -> "module:attribute", imported only when that command runs (or --help lists it)
+OPERATOR_COMMANDS = {
+    "mode": "spiralogic.cli_modes:mode",
+    "watch": "spiralogic.cli_modes:watch",
+    "rollout": "spiralogic.cli_rollout:rollout",
+    "gates": "spiralogic.cli_metrics:gates",
+    "metrics": "spiralogic.cli_metrics:metrics",
+    "cache": "spiralogic.cli_cache:cache",
+    "voice-worker": "spiralogic.cli_voice:voice_worker",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when it is needed.
+
+    ``spiralogic serve`` must not import the database drivers (through huey, say)
+    in gunicorn's master: psycopg picks its wait function at import, and one
+    picked before gevent patches the workers blocks their event loops.
+    """
+
+    def list_commands(self, ctx):
+        return sorted([*super().list_commands(ctx), *OPERATOR_COMMANDS])
+
+    def get_command(self, ctx, name):
+        if name in OPERATOR_COMMANDS:
+            module, attribute = OPERATOR_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """Spiralogic: serve the oracle chat API and operate its rollout.
 
@@ -99,8 +128,6 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-cli.add_command(mode)
-cli.add_command(watch)
 
 
 def main() -> None:

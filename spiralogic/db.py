@@ -12,7 +12,8 @@ def create_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _tune_sqlite)
         return engine
     # pre_ping: a server restart must not turn the first query after it into an error.
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # connect_timeout: a server that stops answering must fail fast, not hang a writer for minutes.
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 3})
 
 
 def _tune_sqlite(dbapi_connection, _record) -> None:

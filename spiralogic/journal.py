@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -74,6 +75,9 @@ class Journal:
                 raise
             claimed.unlink()
             replayed += len(rows)
+            # Yield between files (gevent patches sleep; 0 would not let the loop poll): a long
+            # replay must not hold the worker's event loop, or turns queue behind it.
+            time.sleep(0.001)
         return replayed
 
     def _files(self) -> list[Path]:

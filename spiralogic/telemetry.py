@@ -11,6 +11,7 @@ counted. A row the database refuses for its content is set aside (counted as
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -106,10 +107,14 @@ class TelemetryWriter:
         except queue.Full:
             pass
         thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
+        stuck = thread.is_alive()
+        if stuck:
             log.warning("telemetry writer did not finish in %.1fs; spilling what it holds", timeout)
-        if thread.is_alive() or not self._queue.empty():
+        if stuck or not self._queue.empty():
             self._spill_leftovers()  # also rows a late request queued behind the stop
+        if stuck:
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(_STOP)  # so it ends if it ever comes unstuck
         self._thread = None
 
     def replay_journal(self) -> int:

@@ -202,3 +202,11 @@ def test_unknown_environment_exits_2():
     result = run_script("routes", SPIRALOGIC_ENV="prodution")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "SPIRALOGIC_ENV" in result.stderr
+
+
+def test_serving_imports_no_database_driver_before_gevent_patches_the_workers():
+    """psycopg picks its wait function at import: imported in gunicorn's master (before the
+    workers' monkey-patching) it would block every worker's event loop on each query."""
+    probe = "import sys, spiralogic.cli, spiralogic.serve; print(sorted(m for m in ('psycopg', 'huey') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
