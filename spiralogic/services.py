@@ -9,6 +9,7 @@ from typing import Any, Callable, TypeVar
 import gevent
 from gevent.queue import Queue
 
+from spiralogic import memo
 from spiralogic.budget import Budget
 from spiralogic.turn import Archetype, Prompt, Turn
 
@@ -23,7 +24,8 @@ class Services:
     ``generate`` forwards each chunk to ``chunks`` as it arrives, so the core
     can stream it and can stop waiting when the budget runs out, whatever the
     provider does. ``first_chunk_at`` (monotonic seconds) is when generation
-    first produced text.
+    first produced text. ``memo_ttl`` is how long ``memoize`` keeps a result
+    (seconds; 0 turns memoization off).
     """
 
     turn: Turn
@@ -32,6 +34,7 @@ class Services:
     archetype_providers: list[Any] = field(default_factory=list)
     cache: Any = None
     metrics: Any = None
+    memo_ttl: int = 0
     first_chunk_at: float | None = None
     tokens: dict[str, int] = field(default_factory=dict)
     chunks: Queue = field(default_factory=Queue)
@@ -52,6 +55,43 @@ class Services:
         for kind, count in prompt.usage.items():
             self.tokens[kind] = self.tokens.get(kind, 0) + count
         return "".join(parts)
+
+    def memoize(self, namespace: str, key: str, compute: Callable[[], T]) -> tuple[T, bool]:
+        """``compute()``'s value, from the app cache when it holds one: ``(value, hit)``.
+
+        ``key`` is the caller's normalised form of the input: requests that
+        normalise alike share one entry. Each lookup counts
+        ``<namespace>.cache.hit`` or ``.miss``. The cache only saves work, so a
+        backend fault (Redis down) counts ``<namespace>.cache.error`` and the
+        value is computed without it.
+        """
+        if self.memo_ttl <= 0:
+            return self._computed(namespace, compute, store_as=None)
+        cache_key = memo.cache_key(namespace, key)
+        try:
+            cached = self.cache.get(cache_key)
+        except Exception as exc:
+            self._cache_error(namespace, "read", exc)
+            return self._computed(namespace, compute, store_as=None)  # a write would fail alike
+        if cached is not None:
+            self.metrics.incr(f"{namespace}.cache.hit")
+            return cached[0], True
+        return self._computed(namespace, compute, store_as=cache_key)
+
+    def _computed(self, namespace: str, compute: Callable[[], T], store_as: str | None) -> tuple[T, bool]:
+        self.metrics.incr(f"{namespace}.cache.miss")
+        value = compute()
+        if store_as is not None:
+            try:
+                # Wrapped in a tuple, so a memoized None is told apart from a miss.
+                self.cache.set(store_as, (value,), timeout=self.memo_ttl)
+            except Exception as exc:
+                self._cache_error(namespace, "write", exc)
+        return value, False
+
+    def _cache_error(self, namespace: str, action: str, exc: Exception) -> None:
+        log.warning("%s cache %s failed: %s", namespace, action, type(exc).__name__)
+        self.metrics.incr(f"{namespace}.cache.error")
 
     def run_heavy(self, step: Callable[[], T]) -> T | None:
         """Run a step that lite mode drops, for as long as the soft budget lasts.

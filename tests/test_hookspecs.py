@@ -221,7 +221,7 @@ def test_register_archetype_providers_feeds_fusion_with_its_config(make_app):
     data = chat(app, headers={"x-experiment-spiralogic": "on"})
     assert data["mode"] == "full"
     assert data["archetypes"][0]["name"] == "Lighthouse"
-    assert app_state(app).registries["archetype_providers"].ids() == ["lighthouse"]
+    assert "lighthouse" in app_state(app).registries["archetype_providers"].ids()
 
 
 def test_register_voice_backends_builds_a_backend(make_app):

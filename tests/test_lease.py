@@ -128,16 +128,17 @@ class Driven:
 
     def __init__(self, app, now: datetime = T0):
         self.evaluator = app_state(app).evaluator
+        modes = app_state(app).modes
         self.now = now
         self.evaluations = 0
-        evaluate = self.evaluator.modes.evaluate
-        self.evaluator.clock = self.evaluator.modes.clock = lambda: self.now
+        evaluate = modes.evaluate
+        self.evaluator.clock = modes.clock = lambda: self.now
 
         def counting():
             self.evaluations += 1
             return evaluate()
 
-        self.evaluator.modes.evaluate = counting
+        modes.evaluate = counting
 
     def run_once(self) -> bool:
         return self.evaluator.run_once()
