@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import atexit
 import logging
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from flask import Flask
 from flask_caching import Cache
 
-from spiralogic import admin, api, feedback
+from spiralogic import admin, admin_dashboard, admin_rollout, api, gates, feedback
 from spiralogic.admission import Admission
 from spiralogic.alert_delivery import AlertDelivery
 from spiralogic.alert_metrics import known_metrics, metric_source
 from spiralogic.alerting import AlertEngine, load_routes, load_rules
+from spiralogic.clock import utcnow
 from spiralogic.components import ComponentUnavailable, PluginContext, build_registries
 from spiralogic.db import create_engine
 from spiralogic.errors import register_error_handlers
@@ -28,7 +28,8 @@ from spiralogic.flags import RuntimeFlags
 from spiralogic.journal import Journal
 from spiralogic.metrics import build_metrics
 from spiralogic.modes import ModeController
-from spiralogic.plugins import build_plugin_manager, call_each
+from spiralogic.plugins import build_plugin_manager, call_each, first_result
+from spiralogic.rollout import RolloutControl
 from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings, plugin_table
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
@@ -65,29 +66,40 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         queue_size=settings.telemetry.queue_size,
         batch_size=settings.telemetry.batch_size,
         flush_interval=settings.telemetry.flush_interval_ms / 1000,
+        prepare=lambda turn, record: _score(pm, plugin_config, turn, record),
         on_record=lambda turn, record: _observe(pm, plugin_config, metrics, turn, record),
     )
     atexit.register(telemetry.close)
     flags = RuntimeFlags(engine, ttl=settings.modes.cache_s)
     modes = ModeController(engine, flags, settings, clock=utcnow)
     alerts = _alerts(settings, engine, pm, plugin_config, registries["alert_channels"], flags)
+    rollout = RolloutControl(flags, dict(settings.rollout.phase_percent), lambda now: gates.evaluate(engine, gates.load_gates(), now))
     evaluator = Evaluator(
         engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
     )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout
     )
 
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(admin_rollout.bp)
+    app.register_blueprint(admin_dashboard.bp)
     init_voice(app, clock=utcnow)
     if settings.evaluator.in_app:
         # Started by the first request, not here: CLI commands build the app too and must not run it.
         app.before_request(evaluator.start)
     pm.hook.startup(app=app)
     return app
+
+
+def _score(pm, plugin_config, turn, record) -> None:
+    """Off the request path: an evaluator (an LLM judge, even) never slows a turn."""
+    quality = first_result(pm, "score_response", plugin_config, turn=turn, draft=turn.reply)
+    if quality is not None:
+        record.metadata["qualityScore"] = quality
 
 
 def _observe(pm, plugin_config, metrics, turn, record) -> None:
@@ -119,10 +131,6 @@ def _check_generation(settings, providers) -> None:
             raise ConfigError(f"invalid configuration: generation.{key}: {exc}") from None
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def _admission(settings) -> Admission:
     rules = settings.admission
     return Admission(
@@ -135,5 +143,11 @@ def _admission(settings) -> Admission:
 
 def _cache_config(settings) -> dict[str, Any]:
     if settings.cache_redis_url:
-        return {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": settings.cache_redis_url, "CACHE_KEY_PREFIX": "spiralogic:"}
+        return {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_URL": settings.cache_redis_url,
+            "CACHE_KEY_PREFIX": "spiralogic:",
+            # A Redis that stops answering must cost a turn milliseconds, not its whole budget.
+            "CACHE_OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
     return {"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 10000}

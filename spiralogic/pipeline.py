@@ -22,11 +22,11 @@ from spiralogic import guardrails
 from spiralogic.budget import Budget, BudgetExceeded
 from spiralogic.components import ComponentUnavailable
 from spiralogic.history import load_history
-from spiralogic.plugins import first_result
 from spiralogic.routing import Rollout, Route, choose_route
 from spiralogic.schemas import ChatRequest
 from spiralogic.services import Services
 from spiralogic.turn import Draft, Turn, TurnRecord
+from spiralogic.voice.service import voice_service
 
 log = logging.getLogger(__name__)
 _DONE = object()
@@ -46,6 +46,7 @@ class ChatPipeline:
     def __init__(self, state):
         self.state = state
         self.settings = state.settings
+        self.voice = voice_service()
 
     def start(self, request: ChatRequest, *, header: str | None, request_id: str, mode: str = "full") -> tuple[Turn, Iterator[Event]]:
         """Route and assess the turn now; return it with the iterator of its events.
@@ -74,11 +75,13 @@ class ChatPipeline:
             draft = self._fallback(turn, services)
             first_token_at = first_token_at or budget.clock()
         guardrails.shape(self.state.pm, turn, draft, self.state.plugin_config)
-        quality = first_result(self.state.pm, "score_response", self.state.plugin_config, turn=turn, draft=draft)
+        # Speech is only queued here, in every mode; the voice worker synthesizes it.
+        voice = self.voice.request(turn.user_id, turn.turn_id, draft.text, draft.notes.get("voice_preset")) if turn.voice else None
         latency_ms = budget.elapsed_ms()
         first_token_ms = budget.elapsed_ms(first_token_at)
-        self.state.telemetry.submit(turn, self._record(turn, draft, services.tokens, latency_ms, first_token_ms, quality))
-        yield Event("done", self._body(turn, draft, latency_ms, first_token_ms))
+        turn.reply = draft
+        self.state.telemetry.submit(turn, self._record(turn, draft, services.tokens, latency_ms, first_token_ms))
+        yield Event("done", self._body(turn, draft, latency_ms, first_token_ms, voice))
 
     def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str):
         route = choose_route(
@@ -195,7 +198,7 @@ class ChatPipeline:
         provider = self.state.registries["llm_providers"].get(self.settings.generation.fallback_provider)
         return Draft(text="".join(provider.generate(services.prompt_for(turn))))
 
-    def _record(self, turn: Turn, draft: Draft, tokens: dict[str, int], latency_ms: int, first_token_ms: int, quality) -> TurnRecord:
+    def _record(self, turn: Turn, draft: Draft, tokens: dict[str, int], latency_ms: int, first_token_ms: int) -> TurnRecord:
         metadata: dict[str, Any] = {
             "latencyMs": latency_ms,
             "firstTokenMs": first_token_ms,
@@ -206,7 +209,6 @@ class ChatPipeline:
             "crisis": turn.assessment.crisis,
         }
         optional = {
-            "qualityScore": quality,
             "worldview": turn.assessment.worldview,
             "challenge": draft.challenge["intensity"] if draft.challenge else None,
             "guardrails": turn.assessment.tags,
@@ -226,7 +228,7 @@ class ChatPipeline:
             resonance=_resonance(turn, draft),
         )
 
-    def _body(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int) -> dict[str, Any]:
+    def _body(self, turn: Turn, draft: Draft, latency_ms: int, first_token_ms: int, voice: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "data": {
                 "turnId": turn.turn_id,
@@ -237,7 +239,7 @@ class ChatPipeline:
                 "archetypes": [{"name": a.name, "weight": a.weight} for a in draft.archetypes],
                 "challenge": draft.challenge,
                 "safety": {"crisis": turn.assessment.crisis, "grounding": "offer grounding" in turn.assessment.instructions},
-                "voice": None,
+                "voice": voice,
             },
             "meta": {
                 "latencyMs": latency_ms,

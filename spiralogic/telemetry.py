@@ -47,6 +47,7 @@ class TelemetryWriter:
         batch_size: int,
         flush_interval: float,
         replay_interval: float = 1.0,
+        prepare: Callable[[Turn, TurnRecord], None] = lambda turn, record: None,
         on_record: Callable[[Turn, TurnRecord], None] = lambda turn, record: None,
     ):
         self.engine = engine
@@ -54,6 +55,7 @@ class TelemetryWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.replay_interval = replay_interval
+        self.prepare = prepare
         self.on_record = on_record
         self.counts = {"submitted": 0, "written": 0, "spilled": 0, "replayed": 0, "dropped": 0, "rejected": 0}
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -177,11 +179,18 @@ class TelemetryWriter:
             deadline = deadline or time.monotonic() + self.flush_interval
             taken += 1
             turn, record = item
+            self._prepare(turn, record)
             row = self._serialise(record)
             if row is not None:
                 batch.append(row)  # in flight before the hooks run: close() can spill it if one hangs
             self._observe(turn, record)
         return batch, taken, False
+
+    def _prepare(self, turn: Turn, record: TurnRecord) -> None:
+        try:
+            self.prepare(turn, record)
+        except Exception:  # noqa: BLE001 - enrichment is optional; the row is still written
+            log.exception("telemetry enrichment failed on turn %s", record.id)
 
     def _observe(self, turn: Turn, record: TurnRecord) -> None:
         try:

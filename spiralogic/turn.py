@@ -74,6 +74,8 @@ class Turn:
     degradations: list[str] = field(default_factory=list)
     #: faults met on the way (provider errors, failed plugins); they make the turn count as an error
     errors: list[str] = field(default_factory=list)
+    #: the reply as sent, once the turn is complete (what evaluators and observers read)
+    reply: Draft | None = None
 
 
 @dataclass
