@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from spiralogic.schemas import ChatRequest, ChatResponse, ErrorResponse, Health
+from spiralogic.schemas import ChatRequest, ChatResponse, ErrorResponse, FeedbackRequest, FeedbackResponse, Health
 
 REF = "#/components/schemas/{model}"
 
@@ -23,7 +23,14 @@ def _errors(*statuses: int) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(ChatRequest, "validation"), (ChatResponse, "serialization"), (ErrorResponse, "serialization"), (Health, "serialization")],
+        [
+            (ChatRequest, "validation"),
+            (ChatResponse, "serialization"),
+            (FeedbackRequest, "validation"),
+            (FeedbackResponse, "serialization"),
+            (ErrorResponse, "serialization"),
+            (Health, "serialization"),
+        ],
         ref_template=REF,
     )
     chat_headers = {
@@ -54,6 +61,16 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "The reply", "headers": chat_headers, "content": _json("ChatResponse")},
                         **_errors(400, 413, 415, 422),
+                    },
+                }
+            },
+            "/api/oracle/feedback": {
+                "post": {
+                    "summary": "Rate one of the user's turns; a second rating of the same turn replaces the first.",
+                    "requestBody": {"required": True, "content": _json("FeedbackRequest")},
+                    "responses": {
+                        "201": {"description": "The rating stands", "content": _json("FeedbackResponse")},
+                        **_errors(400, 404, 413, 415, 422, 503),
                     },
                 }
             },

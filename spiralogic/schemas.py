@@ -3,6 +3,7 @@ the OpenAPI document is generated from them, so the two never disagree."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -36,6 +37,38 @@ class ChatRequest(BaseModel):
         if "\x00" in text:
             raise ValueError("text must not contain NUL characters")
         return text
+
+
+RatingScale = Literal["thumbs", "stars"]
+
+
+class FeedbackRequest(BaseModel):
+    """A user's rating of one of their turns."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    userId: str = Field(min_length=1, max_length=128, pattern=IDENTIFIER, description="The user who had the turn.")
+    # Lax here only: JSON has no UUID type, so the id arrives as a string.
+    turnId: uuid.UUID = Field(strict=False, description="data.turnId of the chat answer being rated.")
+    rating: int = Field(
+        ge=-1, le=5, description="-1, 0 or 1 (thumbs), or 1-5 (stars). 1 is on both scales: send scale with it."
+    )
+    scale: Optional[RatingScale] = Field(
+        default=None, description="The scale of rating; implied by the rating when it is not 1."
+    )
+    acceptedChallenge: Optional[bool] = Field(
+        default=None, description="Whether the user took up the turn's challenge; only for a turn that offered one."
+    )
+
+
+class FeedbackData(BaseModel):
+    feedbackId: str
+    turnId: str
+    sentiment: Literal[-1, 0, 1] = Field(description="The rating normalised: -1 negative, 0 neutral, 1 positive.")
+
+
+class FeedbackResponse(BaseModel):
+    data: FeedbackData
 
 
 class Challenge(BaseModel):
