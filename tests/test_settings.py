@@ -294,14 +294,16 @@ def test_environment_tables_only_override_known_keys():
         assert not unknown, f"[{env}] sets keys missing from [default] (a typo?): {unknown}"
 
 
-def test_plugin_tables_belong_to_registered_components():
+def test_plugin_tables_belong_to_registered_components_or_plugins():
+    """A component reads the table of its id; a hook-only plugin (a guardrail) the table of its name."""
     from spiralogic.components import build_registries
     from spiralogic.plugins import build_plugin_manager
 
-    registries = build_registries(build_plugin_manager([], []), lambda component_id: None)
-    component_ids = {cid for registry in registries.values() for cid in registry.ids()}
+    pm = build_plugin_manager([], [])
+    registries = build_registries(pm, lambda component_id: None)
+    owners = {cid for registry in registries.values() for cid in registry.ids()} | {name for name, _ in pm.list_name_plugin()}
     plugin_tables = {key.split(".")[1] for key in DEFAULTS if PLUGIN_TABLE.match(key)}
-    assert plugin_tables <= component_ids, f"[default.plugins.<id>] with no such component: {plugin_tables - component_ids}"
+    assert plugin_tables <= owners, f"[default.plugins.<id>] with no such component or plugin: {plugin_tables - owners}"
 
 
 def docs_rows() -> dict[str, list[str]]:
