@@ -21,6 +21,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[test]'
 	touch $@
 
+# The dashboard is tested in a real headless browser: Debian's chromium (needs root, or install it yourself).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
@@ -31,7 +35,7 @@ run: install
 	$(BIN)/spiralogic serve --host $(HOST) --port $(PORT)
 
 ## Install the test dependencies and run the whole suite
-test: install-test
+test: install-test /usr/bin/chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## Re-pin every dependency (run after changing setup.cfg)
