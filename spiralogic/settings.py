@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from dynaconf import Dynaconf, ValidationError, Validator
 
 from spiralogic.turn import ORCHESTRATORS
+from spiralogic.voice import PRESETS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PROJECT_DIR / "config"
@@ -50,7 +51,36 @@ VALIDATORS = [
     Validator("log_level", must_exist=True, is_in=("DEBUG", "INFO", "WARNING", "ERROR")),
     _number("rollout.percent", kind=(int, float), gte=0, lte=100),
     Validator("rollout.cohort_group", must_exist=True, is_type_of=str, len_min=1),
+    _number("rollout.phase_percent.canary", "rollout.phase_percent.beta", kind=(int, float), gte=0, lte=100),
     Validator("generation.provider", "generation.fallback_provider", must_exist=True, is_type_of=str, len_min=1),
+    Validator("voice.backend", "voice.queue_name", must_exist=True, is_type_of=str, len_min=1),
+    Validator(
+        "voice.allowed_presets",
+        must_exist=True,
+        is_type_of=list,
+        condition=lambda presets: set(presets) <= set(PRESETS),
+        messages={"condition": f"{{name}} must list presets among {', '.join(PRESETS)} but it is {{value}} in env {{env}}"},
+    ),
+    Validator(
+        "voice.broker_url",
+        must_exist=True,
+        is_type_of=str,
+        condition=lambda url: url == "" or url.startswith(("redis://", "rediss://", "unix://")),
+        messages={"condition": "{name} must be empty (SQLite) or a redis:// URL but it is {value} in env {env}"},
+    ),
+    _number(
+        "voice.daily_char_quota",
+        "voice.workers",
+        "voice.max_attempts",
+        "voice.lease_s",
+        "voice.requeue_after_s",
+        "voice.queue_age_window_s",
+        "voice.retention_s",
+        gt=0,
+    ),
+    _number("voice.memo_window_s", gte=0),
+    _number("voice.quota_warn_ratio", kind=(int, float), gt=0, lte=1),
+    _number("voice.retry_backoff_s", "voice.tags_off_p95_s", "voice.daily_budget_usd", kind=(int, float), gte=0),
     _number("telemetry.queue_size", "telemetry.batch_size", gt=0),
     _number("telemetry.flush_interval_ms", gt=0),
     Validator("plugins.disabled", "plugins.allowed", must_exist=True, is_type_of=list),
@@ -69,6 +99,7 @@ VALIDATORS = [
     _number("modes.cache_s", kind=(int, float), gte=0),
     _number("admission.degrade_in_flight", "admission.max_in_flight", "admission.retry_after_s", gt=0),
     _number("admission.degrade_lag_ms", "admission.reject_lag_ms", kind=(int, float), gt=0),
+    Validator("alerts.rules_file", must_exist=True, is_type_of=str, len_min=1),
     Validator("evaluator.in_app", must_exist=True, is_type_of=bool),
     _number("evaluator.interval_s", kind=(int, float), gt=0),
     Validator("statsd.host", "statsd.prefix", must_exist=True, is_type_of=str),

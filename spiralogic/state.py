@@ -20,6 +20,7 @@ from spiralogic.flags import RuntimeFlags
 from spiralogic.metrics import Metrics
 from spiralogic.settings import plugin_table
 from spiralogic.modes import ModeController
+from spiralogic.rollout import RolloutControl
 from spiralogic.telemetry import TelemetryWriter
 
 EXTENSION = "spiralogic"
@@ -40,6 +41,7 @@ class AppState:
     evaluator: Evaluator
     metrics: Metrics
     alerts: AlertEngine
+    rollout: RolloutControl
     counters: Counter = field(default_factory=Counter)
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:
