@@ -40,6 +40,7 @@ run: install
 
 ## Install the test dependencies and run the whole suite
 test: install-test /usr/bin/chromium
+	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## Re-pin every dependency (run after changing setup.cfg)

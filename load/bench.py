@@ -33,7 +33,6 @@ from stats import overhead, summarize  # noqa: E402
 
 from spiralogic.settings_env import PLAYBOOK_NAMES  # noqa: E402
 
-
 #: at this error rate the bench shows the server's log tail (the cause is usually there)
 ERROR_LOG_RATE = 0.05
 

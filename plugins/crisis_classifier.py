@@ -15,12 +15,13 @@ sentence to the file is how the classifier learns a new phrasing.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from spiralogic.datafiles import read_toml
 
 SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
 #: sentences embedded per message; later ones are not read (cost grows with each)
@@ -45,10 +46,7 @@ class Prototypes:
 
     @classmethod
     def from_file(cls, path: Path) -> Prototypes:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise PrototypeError(f"cannot read crisis examples {path}: {exc}") from exc
+        data = read_toml(path, "crisis examples", PrototypeError)
         crisis, safe = data.get("crisis"), data.get("safe")
         for name, table in (("crisis", crisis), ("safe", safe)):
             if not isinstance(table, dict) or not table or not all(_sentences(v) for v in table.values()):

@@ -9,11 +9,12 @@ entries are written (no apostrophes, single spaces). A signal inside an idiom
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from spiralogic.datafiles import read_toml
 
 APOSTROPHES = re.compile("['\u2018\u2019\u02bc`]")
 
@@ -43,10 +44,7 @@ class Lexicon:
 
     @classmethod
     def from_file(cls, path: Path) -> Lexicon:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise LexiconError(f"cannot read crisis lexicon {path}: {exc}") from exc
+        data = read_toml(path, "crisis lexicon", LexiconError)
         raw = data.get("categories")
         if not isinstance(raw, dict) or not raw:
             raise LexiconError(f"{path}: missing table [categories]")

@@ -6,10 +6,11 @@ check them should not have to read Python to do it.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from spiralogic.datafiles import read_toml
 
 DEFAULT_LOCALE = "default"
 REQUIRED = ("grounding", "grounding_cues", "heading", "lines")
@@ -41,10 +42,7 @@ class LocaleResources:
 
 def load_resources(path: Path) -> dict[str, LocaleResources]:
     """Every locale of the file, each completed from ``[default]``."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ResourcesError(f"cannot read crisis resources {path}: {exc}") from exc
+    data = read_toml(path, "crisis resources", ResourcesError)
     base = data.get(DEFAULT_LOCALE)
     if not isinstance(base, dict) or any(key not in base for key in REQUIRED):
         raise ResourcesError(f"{path}: [{DEFAULT_LOCALE}] must set {', '.join(REQUIRED)}")

@@ -15,7 +15,6 @@ normalised input always gets the same archetypes.
 from __future__ import annotations
 
 import re
-import tomllib
 import unicodedata
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from spiralogic import hookimpl
 from spiralogic.components import PluginContext
+from spiralogic.datafiles import read_toml
 from spiralogic.hookspecs import Register
 from spiralogic.turn import ELEMENTS, Archetype
 
@@ -89,12 +89,7 @@ class ElementalArchetypes:
 
     @classmethod
     def from_file(cls, path: Path) -> ElementalArchetypes:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ArchetypeConfigError(f"archetypes file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ArchetypeConfigError(f"cannot read archetypes {path}: {exc}") from exc
+        data = read_toml(path, "archetypes", ArchetypeConfigError)
         try:
             return cls(ArchetypeTable.model_validate(data))
         except ValidationError as exc:

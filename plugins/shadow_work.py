@@ -25,13 +25,13 @@ to the config directory, default ``shadow_work.toml``) and ``orchestrators``
 from __future__ import annotations
 
 import random
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 from spiralogic import hookimpl
+from spiralogic.datafiles import read_toml
 from spiralogic.history import UserHistory
 from spiralogic.settings import CONFIG_DIR
 from spiralogic.turn import ELEMENTS, Draft, Turn
@@ -113,9 +113,10 @@ def _prompts(raw: Any, where: str) -> tuple[str, ...]:
 @lru_cache(maxsize=8)
 def load_challenges(path: Path) -> Challenges:
     """Read once per process; restart to pick up edits."""
+    data = read_toml(path, "challenge templates", ShadowWorkConfigError)
     try:
-        return Challenges.parse(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ShadowWorkConfigError) as exc:
+        return Challenges.parse(data)
+    except ShadowWorkConfigError as exc:
         raise ShadowWorkConfigError(f"challenge templates {path}: {exc}") from exc
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 import re
-import tomllib
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Iterator, Mapping
 
 from spiralogic import hookimpl
 from spiralogic.components import PluginContext
+from spiralogic.datafiles import read_toml
 from spiralogic.hookspecs import Register
 from spiralogic.turn import ELEMENTS, Archetype, Prompt
 
@@ -211,12 +211,7 @@ class TemplateVoice:
 
     @classmethod
     def from_file(cls, path: Path) -> TemplateVoice:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise TemplateConfigError(f"voice templates file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise TemplateConfigError(f"cannot read voice templates {path}: {exc}") from exc
+        data = read_toml(path, "voice templates", TemplateConfigError)
         try:
             return cls(_parse_elements(data), FocusRules.parse(data.get("focus")))
         except TemplateConfigError as exc:

@@ -24,13 +24,13 @@ the config directory, default ``worldview.toml``).
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from spiralogic import hookimpl
+from spiralogic.datafiles import read_toml
 from spiralogic.settings import CONFIG_DIR
 from spiralogic.turn import Assessment, Draft, Turn
 
@@ -161,9 +161,10 @@ def _words(raw: Any, where: str, allow_empty: bool = False) -> list[str]:
 @lru_cache(maxsize=8)
 def load_rules(path: Path) -> WorldviewRules:
     """Read once per process; restart to pick up edits."""
+    data = read_toml(path, "worldview lexicon", WorldviewConfigError)
     try:
-        return parse_rules(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, WorldviewConfigError) as exc:
+        return parse_rules(data)
+    except WorldviewConfigError as exc:
         raise WorldviewConfigError(f"worldview lexicon {path}: {exc}") from exc
 
 

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 from flask import Flask
 from flask_caching import Cache
 
-from spiralogic import admin, admin_dashboard, admin_rollout, api, gates, feedback
+from spiralogic import admin, admin_dashboard, admin_rollout, api, feedback, gates
 from spiralogic.admission import Admission
 from spiralogic.alert_delivery import AlertDelivery
 from spiralogic.alert_metrics import known_metrics, metric_source

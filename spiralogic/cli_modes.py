@@ -7,8 +7,8 @@ import time
 
 import click
 
-from spiralogic.clock import utcnow
 from spiralogic.cli_support import operator, with_app
+from spiralogic.clock import utcnow
 from spiralogic.state import app_state
 from spiralogic.turn import MODES
 

@@ -8,8 +8,8 @@ import logging
 import click
 from sqlalchemy.engine import make_url
 
-from spiralogic.clock import utcnow
 from spiralogic.cli_support import with_app
+from spiralogic.clock import utcnow
 from spiralogic.components import ComponentUnavailable
 from spiralogic.settings import ConfigError
 from spiralogic.state import app_state

@@ -18,9 +18,9 @@ from spiralogic.components import Registry
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
 from spiralogic.metrics import Metrics
-from spiralogic.settings import plugin_table
 from spiralogic.modes import ModeController
 from spiralogic.rollout import RolloutControl
+from spiralogic.settings import plugin_table
 from spiralogic.telemetry import TelemetryWriter
 
 EXTENSION = "spiralogic"

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from live_server import LiveServer
+
 from spiralogic.flags import RuntimeFlags
 from spiralogic.modes import ModeController
 from spiralogic.settings import load_settings

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from live_server import LiveServer
+
 from spiralogic.playbook_queries import PLAYBOOK_QUERIES
 
 pytestmark = pytest.mark.server

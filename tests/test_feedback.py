@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
 
 from spiralogic.state import app_state
 from spiralogic.tables import Feedback
-from tcp_proxy import TcpProxy
 
 FEEDBACK = "/api/oracle/feedback"
 CHAT_BODY = {"userId": "rater", "text": "Help me find clarity", "element": "air"}

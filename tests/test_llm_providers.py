@@ -21,9 +21,10 @@ import httpx
 import openai
 import pytest
 import time_machine
-
 from fake_llm_servers import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, FakeLLMServer
 from live_server import LiveServer
+from test_budgets import stored_row
+
 from spiralogic.cli import cli
 from spiralogic.components import PluginContext, build_registries
 from spiralogic.plugins import build_plugin_manager
@@ -37,7 +38,6 @@ from spiralogic_plugins.llm_common import (
     ProviderUnavailable,
     SystemPrompts,
 )
-from test_budgets import stored_row
 
 KEY = "sk-test-9f8e7d6c5b4a"
 PROVIDERS = ["openai", "anthropic", "openai_compatible"]

@@ -80,7 +80,8 @@ def test_abort_latches_until_retry_returns_to_the_phase_before(make_app):
 def test_the_cli_moves_the_rollout(runner, monkeypatch, tmp_path):
     monkeypatch.setenv("SPIRALOGIC_DATA_DIR", str(tmp_path / "cli"))
     from spiralogic.migrate import upgrade
-    from spiralogic.settings import database_url as url_of, load_settings
+    from spiralogic.settings import database_url as url_of
+    from spiralogic.settings import load_settings
 
     upgrade(url_of(load_settings()))
     refused = runner.invoke(cli, ["rollout", "promote", "--reason", "try"])

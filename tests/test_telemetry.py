@@ -24,15 +24,15 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from live_server import LiveServer
+from tcp_proxy import TcpProxy
+
 from spiralogic.db import create_engine
 from spiralogic.journal import CLAIM_MARK, WRITE_MARK, Journal
 from spiralogic.migrate import upgrade
 from spiralogic.state import app_state
 from spiralogic.telemetry import TelemetryWriter, as_row
 from spiralogic.turn import Turn, TurnRecord
-from tcp_proxy import TcpProxy
 
 # The blip tests need a network between app and database: PostgreSQL only.
 postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

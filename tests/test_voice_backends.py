@@ -10,12 +10,12 @@ import wave
 
 import openai
 import pytest
-
 from fake_voice_apis import API_KEY, FakeSpeechServer, fake_mp3
+from voice_support import Clock, drain_until, with_clock, worker_for
+
 from spiralogic.settings import ConfigError
 from spiralogic.state import app_state
 from spiralogic.voice import SynthesisRejected
-from voice_support import Clock, drain_until, with_clock, worker_for
 
 TEXT = "Let's slow down. What matters most to you here?"
 

@@ -9,12 +9,12 @@ import socket
 import uuid
 
 import pytest
-
 from fake_voice_apis import API_KEY, FakeSpeechServer
+from voice_support import Clock, drain_until, with_clock, worker_for
+
 from spiralogic import hookimpl
 from spiralogic.cli import cli
 from spiralogic.voice.service import voice_service
-from voice_support import Clock, drain_until, with_clock, worker_for
 
 CHAT = "/api/oracle/chat"
 TAG = "[warmly]"

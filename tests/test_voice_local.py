@@ -8,7 +8,6 @@ import uuid
 import wave
 
 import pytest
-
 from voice_support import drain_until, worker_for
 
 CHAT = "/api/oracle/chat"

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
+from voice_support import Clock, with_clock
 
 from spiralogic.state import app_state
 from spiralogic.tables import VoiceJob
-from voice_support import Clock, with_clock
 
 pytestmark = pytest.mark.postgres
 LIMIT = 1000

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from fake_voice_apis import API_KEY, FakeSpeechServer
+
 from spiralogic.cli import cli
 from spiralogic.migrate import upgrade
 from spiralogic.settings import ConfigError, load_settings

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from voice_support import START
 
 from spiralogic import migrate
 from spiralogic.db import create_engine
 from spiralogic.tables import VoiceAudio, VoiceJob
 from spiralogic.voice.store import Audio, JobStore, utc
 from spiralogic.voice.text import memo_key
-from voice_support import START
 
 pytestmark = pytest.mark.postgres
 LEASE_S = 30

@@ -12,11 +12,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from fake_voice_apis import API_KEY, FakeSpeechServer, fake_mp3
+from voice_support import broker, drain_until, worker_for  # noqa: F401 - broker is a fixture
+
 from spiralogic.settings_env import PLAYBOOK_NAMES, SECRET_NAMES
 from spiralogic.voice.service import voice_service
-from voice_support import broker, drain_until, worker_for  # noqa: F401 - broker is a fixture
 
 SPIRALOGIC = Path(sys.executable).with_name("spiralogic")
 LEASE_S = 2
