@@ -14,12 +14,15 @@ budget:
 
 When either limit stops a classification, ``ClassifierSkipped`` is raised and
 the caller keeps the lexicon's verdict. Ordinary traffic never meets them: a
-few turns a second use a few percent of a core.
+few turns a second use a few percent of a core. Verdicts are remembered by a
+digest of the text (never the text itself), so a message seen again costs nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from typing import Callable, TypeVar
 
 import gevent
@@ -28,6 +31,8 @@ from gevent.threadpool import ThreadPool
 T = TypeVar("T")
 #: seconds of classifier work the bucket holds: a short burst is classified in full
 BURST_S = 0.25
+#: verdicts remembered per worker
+REMEMBERED = 4096
 
 
 class ClassifierSkipped(Exception):
@@ -48,8 +53,20 @@ class BoundedRunner:
         self._spent_s = 0.0
         self._allowed_s = burst_s
         self._refilled_at = clock()
+        self._verdicts: OrderedDict[bytes, T] = OrderedDict()
 
     def __call__(self, classify: Callable[[str], T], text: str) -> T:
+        key = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        if key in self._verdicts:
+            self._verdicts.move_to_end(key)
+            return self._verdicts[key]
+        result = self._classify(classify, text)
+        self._verdicts[key] = result
+        if len(self._verdicts) > REMEMBERED:
+            self._verdicts.popitem(last=False)
+        return result
+
+    def _classify(self, classify: Callable[[str], T], text: str) -> T:
         if not self._take_turn():
             raise ClassifierSkipped
         deadline = self._clock() + self._timeout_s

@@ -366,12 +366,24 @@ def test_a_burst_is_classified_only_up_to_the_cpu_share():
 
     run = BoundedRunner(timeout_s=5.0, max_share=0.5, burst_s=0.25, clock=lambda: now[0])
     outcomes = []
-    for _ in range(4):
+    for i in range(4):
         try:
-            outcomes.append(run(classify, "x"))
+            outcomes.append(run(classify, f"x{i}"))
         except ClassifierSkipped:
             outcomes.append("skipped")
-    assert outcomes == ["x", "x", "x", "skipped"]  # 0.25 s of credit plus half of the time spent
+    assert outcomes == ["x0", "x1", "x2", "skipped"]  # 0.25 s of credit plus half of the time spent
     now[0] += 1.0  # a quiet second refills half a second of work
-    assert run(classify, "x") == "x"
+    assert run(classify, "x4") == "x4"
+
+
+def test_a_message_seen_again_is_not_classified_again():
+    calls = []
+
+    def classify(text: str) -> str:
+        calls.append(text)
+        return text.upper()
+
+    run = BoundedRunner(timeout_s=5.0, max_share=1.0)
+    assert [run(classify, t) for t in ("a", "b", "a", "a")] == ["A", "B", "A", "A"]
+    assert calls == ["a", "b"]
 
