@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 CONSTRAINTS := requirements/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-test lock clean
+.PHONY: run test audit install install-test lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ run: install
 test: install-test /usr/bin/chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Check the pinned dependencies against PyPI's advisories (needs network; --strict: a pin it cannot check fails)
+audit: install-test
+	$(BIN)/pip-audit -r $(CONSTRAINTS) --no-deps --vulnerability-service pypi --strict --progress-spinner off
 
 ## Re-pin every dependency (run after changing setup.cfg)
 lock:

@@ -10,12 +10,14 @@ from flask import Blueprint, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from spiralogic import limits
 from spiralogic.admission import Decision
+from spiralogic.canary import canary_header
 from spiralogic.db import is_reachable
 from spiralogic.errors import ApiError, from_validation_error
+from spiralogic.logging_setup import current_request_id
 from spiralogic.openapi import openapi_document
 from spiralogic.pipeline import ChatPipeline
-from spiralogic.routing import HEADER
 from spiralogic.schemas import ChatRequest
 from spiralogic.state import app_state
 
@@ -90,14 +92,18 @@ def chat():
     carries the mode it ran in.
     """
     chat_request = parse_json_body(ChatRequest)
+    limits.check(chat_request.userId)
     state = app_state()
+    header, header_ignored = canary_header(request, state.settings.canary)
     decision = state.admission.enter()
     if decision is Decision.REJECT:
         retry_after = str(state.settings.admission.retry_after_s)
         raise ApiError(503, "overloaded", "the service is at capacity; retry shortly", headers={"Retry-After": retry_after})
     try:
         mode = "fallback" if decision is Decision.DEGRADE else state.modes.mode_for_turn()
-        turn, events = ChatPipeline(state).start(chat_request, header=request.headers.get(HEADER), request_id=request_id(), mode=mode)
+        turn, events = ChatPipeline(state).start(
+            chat_request, header=header, header_ignored=header_ignored, request_id=current_request_id(), mode=mode
+        )
         if request.accept_mimetypes.best == "text/event-stream":
             response = current_app.response_class(server_sent_events(events), mimetype="text/event-stream")
             response.headers["cache-control"] = "no-cache"

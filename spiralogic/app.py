@@ -8,13 +8,12 @@ hook. Nothing happens at import time.
 from __future__ import annotations
 
 import atexit
-import logging
 from typing import Any, Iterable, Mapping
 
 from flask import Flask
 from flask_caching import Cache
 
-from spiralogic import admin, admin_dashboard, admin_rollout, api, feedback, gates
+from spiralogic import admin, admin_dashboard, admin_rollout, api, feedback, gates, limits, logging_setup
 from spiralogic.admission import Admission
 from spiralogic.alert_delivery import AlertDelivery
 from spiralogic.alert_metrics import known_metrics, metric_source
@@ -43,7 +42,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     settings = load_settings(overrides)
     app = Flask("spiralogic")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    logging.getLogger("spiralogic").setLevel(settings.log_level)
+    logging_setup.configure(settings.log_level, settings.log_format)
 
     pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled), plugins)
     cache = Cache(app, config=_cache_config(settings))
@@ -81,7 +80,9 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout
     )
 
+    logging_setup.init_app(app, api.request_id)
     register_error_handlers(app)
+    limits.init_app(app, settings)
     app.register_blueprint(api.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(admin.bp)

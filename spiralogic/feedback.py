@@ -27,6 +27,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, Row
 
+from spiralogic import limits
 from spiralogic.api import parse_json_body
 from spiralogic.errors import ApiError
 from spiralogic.schemas import FeedbackRequest
@@ -47,6 +48,7 @@ INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 @bp.post("/api/oracle/feedback")
 def feedback():
     body = parse_json_body(FeedbackRequest)
+    limits.check(body.userId)
     scale = rating_scale(body.rating, body.scale)
     state = app_state()
     turn = await_turn(state.engine, body.turnId, row_wait_s(state.settings.telemetry.flush_interval_ms))

@@ -48,16 +48,19 @@ class ChatPipeline:
         self.settings = state.settings
         self.voice = voice_service()
 
-    def start(self, request: ChatRequest, *, header: str | None, request_id: str, mode: str = "full") -> tuple[Turn, Iterator[Event]]:
+    def start(
+        self, request: ChatRequest, *, header: str | None, request_id: str, mode: str = "full", header_ignored: bool = False
+    ) -> tuple[Turn, Iterator[Event]]:
         """Route and assess the turn now; return it with the iterator of its events.
 
         ``mode`` is where the turn starts (the service's mode). The ``done``
         event's ``firstTokenMs`` is when the first segment was handed on: a
         streaming caller writes each event as it gets it, so that is the first
-        byte the client sees.
+        byte the client sees. ``header_ignored``: a canary header was sent but
+        not admitted; the route reason records it.
         """
         budget = Budget.start(self.settings.soft_budget_ms, self.settings.hard_budget_ms, self.settings.budgets.fallback_reserve_ms)
-        turn, orchestrator = self._begin(request, header, request_id, mode)
+        turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored)
         return turn, self._events(turn, orchestrator, budget)
 
     def _events(self, turn: Turn, orchestrator, budget: Budget) -> Iterator[Event]:
@@ -83,13 +86,14 @@ class ChatPipeline:
         self.state.telemetry.submit(turn, self._record(turn, draft, services.tokens, latency_ms, first_token_ms))
         yield Event("done", self._body(turn, draft, latency_ms, first_token_ms, voice))
 
-    def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str):
+    def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str, header_ignored: bool):
         route = choose_route(
             header,
             request.userId,
             orchestrator=self.settings.orchestrator,
             rollout=self._rollout(),
             group=self.settings.rollout.cohort_group,
+            header_ignored=header_ignored,
         )
         log.debug("turn of %s routed to %s: %s", request.userId, route.orchestrator, route.reason)
         orchestrator, route = self._orchestrator_for(route)

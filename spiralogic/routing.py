@@ -1,7 +1,7 @@
 """Which orchestrator answers a request, and why.
 
 Precedence: the kill switch (baseline wins), the canary header
-(``x-experiment-spiralogic: on|off``), an aborted rollout (baseline), GA
+(``x-experiment-spiralogic: on|off``, when admitted), an aborted rollout (baseline), GA
 (phase ``ga`` or ``ORCHESTRATOR=spiralogic``), the sticky cohort bucket, then
 baseline. If the rollout state cannot be read, baseline answers. Cohort
 buckets use the Unleash gradual-rollout formula with one group for the whole
@@ -42,7 +42,11 @@ def in_cohort(group: str, user_id: str, percent: float) -> bool:
     return percent > 0 and cohort_bucket(group, user_id) <= percent
 
 
-def choose_route(header: str | None, user_id: str, *, orchestrator: str, rollout: Rollout, group: str) -> Route:
+def choose_route(
+    header: str | None, user_id: str, *, orchestrator: str, rollout: Rollout, group: str, header_ignored: bool = False
+) -> Route:
+    """``header_ignored``: a header was sent but not admitted (see spiralogic.canary); the
+    route is chosen as without one, and its reason says the header was ignored."""
     if not rollout.readable:
         return Route("baseline", "rollout_unreadable")
     if rollout.kill_switch:
@@ -52,6 +56,11 @@ def choose_route(header: str | None, user_id: str, *, orchestrator: str, rollout
         return Route("spiralogic", "header_on")
     if flag == "off":
         return Route("baseline", "header_off")
+    route = _without_header(user_id, orchestrator=orchestrator, rollout=rollout, group=group)
+    return Route(route.orchestrator, "header_ignored") if header_ignored else route
+
+
+def _without_header(user_id: str, *, orchestrator: str, rollout: Rollout, group: str) -> Route:
     if rollout.phase == "aborted":
         return Route("baseline", "aborted")
     if orchestrator == "spiralogic" or rollout.phase == "ga":

@@ -8,10 +8,12 @@ the environment named by ``SPIRALOGIC_ENV``), ``config/.secrets.toml``,
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Mapping
 
 from dynaconf import Dynaconf, ValidationError, Validator
+from limits import parse_many
 
 from spiralogic.turn import ORCHESTRATORS
 from spiralogic.voice import PRESETS
@@ -38,6 +40,20 @@ def _number(*names: str, kind: Any = int, **bounds: Any) -> Validator:
     return Validator(*names, must_exist=True, is_type_of=kind, condition=_not_bool, messages=message, **bounds)
 
 
+def _rate_limit(value: Any) -> bool:
+    try:
+        return bool(parse_many(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _networks(value: Any) -> bool:
+    try:
+        return all(ipaddress.ip_network(network, strict=False) for network in value)
+    except (TypeError, ValueError):
+        return False
+
+
 VALIDATORS = [
     Validator("orchestrator", must_exist=True, is_in=ORCHESTRATORS),
     _number("soft_budget_ms", "hard_budget_ms", gt=0),
@@ -49,6 +65,26 @@ VALIDATORS = [
     _number("max_request_bytes", gte=1024),
     Validator("store_raw_text", must_exist=True, is_type_of=bool),
     Validator("log_level", must_exist=True, is_in=("DEBUG", "INFO", "WARNING", "ERROR")),
+    Validator("log_format", must_exist=True, is_in=("json", "text")),
+    Validator("rate_limits.enabled", must_exist=True, is_type_of=bool),
+    Validator(
+        "rate_limits.per_user",
+        "rate_limits.per_address",
+        must_exist=True,
+        is_type_of=str,
+        condition=_rate_limit,
+        messages={"condition": "{name} must be a rate limit such as 60/minute but it is {value} in env {env}"},
+    ),
+    _number("rate_limits.trusted_proxies", gte=0),
+    Validator("canary.header_allowed", must_exist=True, is_in=("anyone", "staff")),
+    Validator("canary.staff_keys", must_exist=True, is_type_of=list, condition=lambda keys: all(isinstance(key, str) for key in keys)),
+    Validator(
+        "canary.staff_networks",
+        must_exist=True,
+        is_type_of=list,
+        condition=_networks,
+        messages={"condition": "{name} must list networks in CIDR notation (10.0.0.0/8) but it is {value} in env {env}"},
+    ),
     _number("rollout.percent", kind=(int, float), gte=0, lte=100),
     Validator("rollout.cohort_group", must_exist=True, is_type_of=str, len_min=1),
     _number("rollout.phase_percent.canary", "rollout.phase_percent.beta", kind=(int, float), gte=0, lte=100),
