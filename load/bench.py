@@ -105,6 +105,9 @@ def server_env(args: argparse.Namespace, data_dir: Path, database_url: str | Non
     """A clean environment: inherited SPIRALOGIC_* and playbook names would make runs irreproducible."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPIRALOGIC_") and k not in PLAYBOOK_NAMES}
     env.update(SPIRALOGIC_ENV=args.env, SPIRALOGIC_DATA_DIR=str(data_dir))
+    # A few users sending as fast as they can would otherwise measure the per-user rate
+    # limit, not the service; --server-env SPIRALOGIC_RATE_LIMITS__ENABLED=true puts it back.
+    env["SPIRALOGIC_RATE_LIMITS__ENABLED"] = "false"
     if database_url:
         env["DATABASE_URL"] = database_url
     if args.upstream == "simulated":

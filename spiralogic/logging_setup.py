@@ -2,9 +2,9 @@
 
 One line per record on stderr: a JSON object in production (timestamp, level,
 logger, message, the request id when a request is being handled, and any
-``extra=`` fields), plain text in development. Only the ``spiralogic`` logger
-is configured: the root logger belongs to whoever hosts the app (gunicorn,
-pytest's log capture), and records still propagate to it.
+``extra=`` fields), plain text in development. Only the app's loggers (the core
+and its built-in plugins) are configured: the root logger belongs to whoever
+hosts the app (gunicorn, pytest's log capture), and records still propagate to it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 from flask import Flask, Response
 from pythonjsonlogger.json import JsonFormatter
 
-LOGGER = "spiralogic"
+LOGGERS = ("spiralogic", "spiralogic_plugins")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 # Per greenlet (gevent keeps contextvars per greenlet), so concurrent turns never see each other's id.
@@ -47,15 +47,16 @@ class StderrHandler(logging.StreamHandler):
 
 
 def configure(level: str, log_format: str) -> None:
-    """Install the one stderr handler on the ``spiralogic`` logger, replacing an earlier app's."""
-    logger = logging.getLogger(LOGGER)
-    logger.setLevel(level)
-    for handler in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
-        logger.removeHandler(handler)
+    """Install one stderr handler on the app's loggers, replacing an earlier app's."""
     handler = StderrHandler()
     handler.setFormatter(_formatter(log_format))
     handler.addFilter(RequestIdFilter())
-    logger.addHandler(handler)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for old in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
 
 
 def _formatter(log_format: str) -> logging.Formatter:

@@ -9,6 +9,7 @@ however it misbehaves, holds a request past its budget.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import uuid
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ class ChatPipeline:
         if turn.mode == "fallback":
             draft = None
         else:
-            worker = gevent.spawn(self._respond, orchestrator, turn, services)
+            # In the turn's context: its request id goes on the orchestrator's log lines too.
+            worker = gevent.spawn(contextvars.copy_context().run, self._respond, orchestrator, turn, services)
             for segment in self._segments(worker, turn, services, budget):
                 first_token_at = first_token_at or budget.clock()
                 yield Event("segment", {"text": segment})

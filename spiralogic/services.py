@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -102,7 +103,7 @@ class Services:
         """
         if self.turn.mode != "full":
             return None
-        heavy = self._heavy = gevent.spawn(step)
+        heavy = self._heavy = gevent.spawn(contextvars.copy_context().run, step)
         heavy.join(timeout=self.budget.soft_left())
         if not heavy.ready() or self.turn.mode != "full":  # timed out here, or cancelled by the core's soft timer
             self.degrade_to_lite("soft_budget")

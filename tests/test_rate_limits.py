@@ -90,7 +90,7 @@ def test_limits_are_shared_through_redis(make_app, redis_db):
     user = f"u-{uuid.uuid4().hex}"
     assert [chat(first, user).status_code, chat(second, user).status_code, chat(first, user).status_code] == [200, 200, 200]
     assert_rate_limited(chat(second, user))
-    assert redis_db.keys("spiralogic*")  # the counters are in Redis, not in either app
+    assert redis_db.keys(f"*spiralogic/{user}/*")  # the counters are in Redis, not in either app
 
 
 def test_requests_are_served_while_the_limits_storage_is_down(make_app):
