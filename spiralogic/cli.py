@@ -131,8 +131,14 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> None:
+    from sqlalchemy.exc import OperationalError
+
     try:
         cli.main(prog_name="spiralogic")
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
+    except OperationalError as exc:
+        # An operator mid-incident needs the cause in one line, not a driver traceback.
+        click.echo(f"database unavailable: {str(exc.orig).strip().splitlines()[0] if exc.orig else exc}", err=True)
+        sys.exit(3)

@@ -64,8 +64,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
-        allow = {name: value for name, value in exc.get_headers() if name == "Allow"}
-        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name, None, allow)
+        # Keep what tells a client how to retry; the rest (Content-Type...) is ours to set.
+        kept = {name: value for name, value in exc.get_headers() if name in ("Allow", "Retry-After", "WWW-Authenticate")}
+        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name, None, kept)
 
     @app.errorhandler(sa.exc.OperationalError)
     def _database_away(exc: sa.exc.OperationalError):

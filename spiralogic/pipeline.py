@@ -151,9 +151,16 @@ class ChatPipeline:
         )
 
     @staticmethod
-    def _respond(orchestrator, turn: Turn, services: Services) -> Draft:
+    def _respond(orchestrator, turn: Turn, services: Services) -> Draft | Exception:
+        """The draft, or the exception the orchestrator raised.
+
+        Returned, not raised: gevent prints a raising greenlet's traceback and
+        arguments (the turn, with the user's text) to stderr.
+        """
         try:
             return orchestrator.respond(turn, services)
+        except Exception as exc:  # noqa: BLE001 - judged by _outcome, which records it
+            return exc
         finally:
             services.chunks.put(_DONE)
 
@@ -187,9 +194,9 @@ class ChatPipeline:
         """The orchestrator's draft, or None when the turn must fall back."""
         if not worker.ready():
             return None
-        if worker.successful() and isinstance(worker.value, Draft):
+        if isinstance(worker.value, Draft):
             return worker.value
-        exc = worker.exception
+        exc = worker.value if isinstance(worker.value, Exception) else worker.exception
         if isinstance(exc, BudgetExceeded):
             turn.degradations.append("hard_budget")
         elif "hard_budget" not in turn.degradations:

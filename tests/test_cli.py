@@ -210,3 +210,10 @@ def test_serving_imports_no_database_driver_before_gevent_patches_the_workers():
     probe = "import sys, spiralogic.cli, spiralogic.serve; print(sorted(m for m in ('psycopg', 'huey') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_database_that_is_away_is_one_line_not_a_traceback(tmp_path):
+    env = {**os.environ, "SPIRALOGIC_ENV": "testing", "DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/test"}
+    result = subprocess.run([str(Path(sys.executable).with_name("spiralogic")), "mode", "status"], env=env, capture_output=True, text=True)
+    assert result.returncode == 3
+    assert result.stderr.startswith("database unavailable:") and len(result.stderr.strip().splitlines()) == 1
