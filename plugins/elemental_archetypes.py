@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from spiralogic import hookimpl
 from spiralogic.components import PluginContext
-from spiralogic.datafiles import read_toml
+from spiralogic.datafiles import data_file, read_toml
 from spiralogic.hookspecs import Register
 from spiralogic.turn import ELEMENTS, Archetype
 
@@ -82,10 +82,8 @@ class ElementalArchetypes:
 
     @classmethod
     def from_context(cls, context: PluginContext) -> ElementalArchetypes:
-        name = context.config.get("archetypes", DEFAULT_FILE)
-        if not isinstance(name, str) or not name:
-            raise ArchetypeConfigError(f"plugins.elemental.archetypes must be a file name, not {name!r}")
-        return cls.from_file(Path(context.config_dir) / name)
+        path = data_file(context.config, "archetypes", DEFAULT_FILE, "elemental", ArchetypeConfigError, context.config_dir)
+        return cls.from_file(path)
 
     @classmethod
     def from_file(cls, path: Path) -> ElementalArchetypes:

@@ -31,9 +31,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from spiralogic import hookimpl
-from spiralogic.datafiles import read_toml
+from spiralogic.datafiles import data_file, read_toml
 from spiralogic.history import UserHistory
-from spiralogic.settings import CONFIG_DIR
 from spiralogic.turn import ELEMENTS, Draft, Turn
 
 INTENSITIES = ("low", "med", "high")
@@ -121,10 +120,7 @@ def load_challenges(path: Path) -> Challenges:
 
 
 def templates_path(config: Mapping[str, Any]) -> Path:
-    name = config.get("templates", DEFAULT_TEMPLATES)
-    if not isinstance(name, str) or not name:
-        raise ShadowWorkConfigError(f"plugins.shadow_work.templates must be a file name, not {name!r}")
-    return CONFIG_DIR / name
+    return data_file(config, "templates", DEFAULT_TEMPLATES, "shadow_work", ShadowWorkConfigError)
 
 
 def offering_orchestrators(config: Mapping[str, Any]) -> tuple[str, ...]:

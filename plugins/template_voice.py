@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping
 
 from spiralogic import hookimpl
 from spiralogic.components import PluginContext
-from spiralogic.datafiles import read_toml
+from spiralogic.datafiles import data_file, read_toml
 from spiralogic.hookspecs import Register
 from spiralogic.turn import ELEMENTS, Archetype, Prompt
 
@@ -204,10 +204,8 @@ class TemplateVoice:
 
     @classmethod
     def from_context(cls, context: PluginContext) -> TemplateVoice:
-        name = context.config.get("templates", DEFAULT_TEMPLATES)
-        if not isinstance(name, str) or not name:
-            raise TemplateConfigError(f"plugins.template.templates must be a file name, not {name!r}")
-        return cls.from_file(Path(context.config_dir) / name)
+        path = data_file(context.config, "templates", DEFAULT_TEMPLATES, "template", TemplateConfigError, context.config_dir)
+        return cls.from_file(path)
 
     @classmethod
     def from_file(cls, path: Path) -> TemplateVoice:

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from spiralogic import hookimpl
-from spiralogic.datafiles import read_toml
-from spiralogic.settings import CONFIG_DIR
+from spiralogic.datafiles import data_file, read_toml
 from spiralogic.turn import Assessment, Draft, Turn
 
 DEFAULT_LEXICON = "worldview.toml"
@@ -169,10 +168,7 @@ def load_rules(path: Path) -> WorldviewRules:
 
 
 def rules_for(config: Mapping[str, Any]) -> WorldviewRules:
-    name = config.get("lexicon", DEFAULT_LEXICON)
-    if not isinstance(name, str) or not name:
-        raise WorldviewConfigError(f"plugins.worldview.lexicon must be a file name, not {name!r}")
-    return load_rules(CONFIG_DIR / name)
+    return load_rules(data_file(config, "lexicon", DEFAULT_LEXICON, "worldview", WorldviewConfigError))
 
 
 # -- The hooks ---------------------------------------------------------------

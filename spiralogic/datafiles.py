@@ -17,12 +17,19 @@ class DataFileError(ValueError):
     """A data file is missing, unreadable or not valid TOML."""
 
 
-def data_file(config: Mapping[str, Any], key: str, default: str, plugin: str, error: type[Exception] = DataFileError) -> Path:
+def data_file(
+    config: Mapping[str, Any],
+    key: str,
+    default: str,
+    plugin: str,
+    error: type[Exception] = DataFileError,
+    directory: str | Path = CONFIG_DIR,
+) -> Path:
     """The file a plugin setting names, relative to the config directory."""
     name = config.get(key, default)
     if not isinstance(name, str) or not name:
         raise error(f"plugins.{plugin}.{key} must be a file name, not {name!r}")
-    return CONFIG_DIR / name
+    return Path(directory) / name
 
 
 def read_toml(path: Path, what: str, error: type[Exception] = DataFileError) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from test_monitoring import T0, TOKEN, engine, insert, minute, turn  # noqa: F401 - engine is a fixture
+from test_monitoring import T0, TOKEN, cli_database, engine, insert, minute, turn  # noqa: F401 - fixtures
 
 from spiralogic import gates
 from spiralogic.cli import cli
@@ -307,14 +307,6 @@ def test_an_unreadable_database_gives_error_samples(tmp_path):
 
 
 # -- CLI and admin API -------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_database(monkeypatch, tmp_path, engine, database_url):
-    monkeypatch.setenv("SPIRALOGIC_ENV", "testing")
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("SPIRALOGIC_DATA_DIR", str(tmp_path / "data"))
-    return engine
 
 
 def test_cli_gates_hold_exits_0(runner, cli_database):
