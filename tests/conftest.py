@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 
 import pytest
@@ -100,3 +101,13 @@ def chat(client):
         return client.post("/api/oracle/chat", json=payload, headers=headers or {})
 
     return post
+
+
+@pytest.fixture
+def collector():
+    """A statsd collector: a UDP socket on loopback that tests read metrics from."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    yield sock
+    sock.close()

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import socket
 
-import pytest
-
 from spiralogic.state import app_state
-
-
-@pytest.fixture
-def collector():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(2)
-    yield sock
-    sock.close()
 
 
 def received(sock) -> list[str]:

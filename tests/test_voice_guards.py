@@ -37,15 +37,6 @@ def queued_text(app, voice: dict) -> str:
     return voice_service(app).store.get(uuid.UUID(voice["jobId"]))["text"]
 
 
-@pytest.fixture
-def collector():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(2)
-    yield sock
-    sock.close()
-
-
 def gauges(sock, *names: str) -> dict[str, float]:
     """The last value sent of each named gauge: read until the collector has been quiet a moment."""
     seen: dict[str, float] = {}
