@@ -9,12 +9,12 @@ voiced turn.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
+from spiralogic.monitoring import nearest_rank
 from spiralogic.voice.store import JobStore
 
 #: seconds a health reading is reused by the request path
@@ -23,10 +23,7 @@ CACHE_S = 5.0
 
 def p95(values: list[int]) -> int:
     """The nearest-rank 95th percentile (PostgreSQL's percentile_disc); 0 for no values."""
-    if not values:
-        return 0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    return nearest_rank(sorted(values), 0.95) if values else 0
 
 
 @dataclass(frozen=True)
