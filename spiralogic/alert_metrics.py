@@ -9,14 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from spiralogic import monitoring
 from spiralogic.alerting import MetricSource
-from spiralogic.tables import VoiceJob
-
-JOBS = VoiceJob.__table__
+from spiralogic.voice.store import JobStore
 
 #: metric name -> attribute of monitoring.Aggregate
 AGGREGATED = {
@@ -69,11 +66,7 @@ def _average_tokens(engine: Engine, since: datetime, until: datetime, orchestrat
 def tts_queue_age_p95_s(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
     """P95 of how long voice jobs waited for a worker: those started in the window, and
     those still waiting at its end (a stalled queue must show, not read as no data)."""
-    started = sa.select(JOBS.c.queue_age_ms).where(JOBS.c.started_at > since, JOBS.c.started_at <= until, JOBS.c.queue_age_ms.is_not(None))
-    waiting = sa.select(JOBS.c.created_at).where(JOBS.c.status == "queued", JOBS.c.created_at <= until)
-    with engine.connect() as conn:
-        ages_ms = [row.queue_age_ms for row in conn.execute(started)]
-        ages_ms += [(until - monitoring.as_utc(row.created_at)).total_seconds() * 1000 for row in conn.execute(waiting)]
+    ages_ms = JobStore(engine).queue_ages_ms(until, (until - since).total_seconds())
     return monitoring.nearest_rank(sorted(ages_ms), 0.95) / 1000 if ages_ms else None
 
 
