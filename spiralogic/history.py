@@ -2,7 +2,7 @@
 
 Worldview detection reads the user's recent framing; challenge consent reads
 the intensity of their last challenge and the feedback they gave on it. Both
-come from the turn rows and the feedback table, one indexed query each; if
+come from the turn rows joined with the feedback table, in one indexed query; if
 the database cannot answer, the turn gets an empty history, which guardrails
 treat cautiously (no escalation).
 """
@@ -10,7 +10,6 @@ treat cautiously (no escalation).
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -22,6 +21,20 @@ log = logging.getLogger(__name__)
 TURNS = ConsciousnessTurnMeta.__table__
 FEEDBACK = Feedback.__table__
 RECENT_TURNS = 20
+# Built once: this runs on every turn, and a constant statement keeps SQLAlchemy's
+# cache key memoized. Only the two metadata fields are read, extracted by the database.
+RECENT = (
+    sa.select(
+        TURNS.c.metadata["worldview"].as_string().label("worldview"),
+        TURNS.c.metadata["challenge"].as_string().label("challenge"),
+        FEEDBACK.c.sentiment,
+        FEEDBACK.c.accepted_challenge,
+    )
+    .select_from(TURNS.outerjoin(FEEDBACK, FEEDBACK.c.turn_id == TURNS.c.id))
+    .where(TURNS.c.user_id == sa.bindparam("user_id"))
+    .order_by(TURNS.c.created_at.desc())
+    .limit(RECENT_TURNS)
+)
 
 
 @dataclass(frozen=True)
@@ -43,29 +56,17 @@ class UserHistory:
 def load_history(engine: Engine, user_id: str) -> UserHistory:
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(TURNS.c.id, TURNS.c.metadata)
-                .where(TURNS.c.user_id == user_id)
-                .order_by(TURNS.c.created_at.desc())
-                .limit(RECENT_TURNS)
-            ).all()
-            worldviews = [row.metadata["worldview"] for row in rows if row.metadata.get("worldview")]
-            challenged = next((row for row in rows if row.metadata.get("challenge")), None)
-            if challenged is None:
-                return UserHistory(worldviews=worldviews)
-            feedback = conn.execute(
-                sa.select(FEEDBACK.c.sentiment, FEEDBACK.c.accepted_challenge).where(FEEDBACK.c.turn_id == _uuid(challenged.id))
-            ).first()
+            rows = conn.execute(RECENT, {"user_id": user_id}).all()
     except sa.exc.SQLAlchemyError as exc:
         log.warning("history of a user unreadable (%s); treating it as unknown", type(exc).__name__)
         return UserHistory(known=False)
+    worldviews = [row.worldview for row in rows if row.worldview]
+    challenged = next((row for row in rows if row.challenge), None)
+    if challenged is None:
+        return UserHistory(worldviews=worldviews)
     return UserHistory(
         worldviews=worldviews,
-        last_challenge=challenged.metadata["challenge"],
-        last_challenge_sentiment=feedback.sentiment if feedback else None,
-        last_challenge_accepted=feedback.accepted_challenge if feedback else None,
+        last_challenge=challenged.challenge,
+        last_challenge_sentiment=challenged.sentiment,
+        last_challenge_accepted=challenged.accepted_challenge,
     )
-
-
-def _uuid(value) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
