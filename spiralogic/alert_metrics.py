@@ -32,11 +32,21 @@ Extra = Callable[[Engine, datetime, datetime, "str | None"], "float | None"]
 def metric_source(engine: Engine, extra: dict[str, Extra] | None = None) -> MetricSource:
     """Alert metrics over ``engine``; ``extra`` adds metrics other parts of the service own."""
     computed: dict[str, Extra] = {**COMPUTED, **(extra or {})}
+    this_round: dict[tuple[datetime, datetime, str | None], monitoring.Aggregate] = {}
+
+    def aggregate(since: datetime, until: datetime, orchestrator: str | None) -> monitoring.Aggregate:
+        # The rules of one round share its end, and most share a window: query each window once.
+        if this_round and next(iter(this_round))[1] != until:
+            this_round.clear()
+        key = (since, until, orchestrator)
+        if key not in this_round:
+            this_round[key] = monitoring.window_aggregate(engine, since, until, orchestrator)
+        return this_round[key]
 
     def value(name: str, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
         if name in AGGREGATED:
-            aggregate = monitoring.window_aggregate(engine, since, until, orchestrator)
-            return getattr(aggregate, AGGREGATED[name]) if aggregate.count else None
+            window = aggregate(since, until, orchestrator)
+            return getattr(window, AGGREGATED[name]) if window.count else None
         if name in computed:
             return computed[name](engine, since, until, orchestrator)
         raise KeyError(f"unknown alert metric {name!r}")

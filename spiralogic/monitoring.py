@@ -519,18 +519,25 @@ def _counts(conn: Connection, grouping: _Grouping) -> dict[Any, _Counts]:
 
 def _percentiles(conn: Connection, grouping: _Grouping, value: sa.ColumnElement[Any], fractions: tuple[float, ...]) -> dict[Any, tuple]:
     """``percentile_disc`` of ``value`` at each fraction, per group; None where a group has no values."""
-    base = sa.select(grouping.key).select_from(grouping.source).where(*grouping.where)
+    base = sa.select(grouping.key.label("key")).select_from(grouping.source).where(*grouping.where)
     if conn.dialect.name == "postgresql":
         ranked = base.add_columns(*(sa.func.percentile_disc(f).within_group(value) for f in fractions)).group_by(grouping.key)
         return {key: tuple(values) for key, *values in conn.execute(ranked)}
-    groups: dict[Any, list] = defaultdict(list)
-    for key, item in conn.execute(base.add_columns(value)):
-        groups[key].append(item)
-    return {key: _ranks(sorted(v for v in items if v is not None), fractions) for key, items in groups.items()}
-
-
-def _ranks(ordered: list, fractions: tuple[float, ...]) -> tuple:
-    return tuple(nearest_rank(ordered, f) if ordered else None for f in fractions)
+    # SQLite has no percentile_disc: rank the values in SQL and fetch only the rows at the
+    # ranks wanted, rather than every value of the window (an alert round reads many windows).
+    numbered = base.add_columns(
+        value.label("value"),
+        sa.func.row_number().over(partition_by=grouping.key, order_by=value).label("rank"),
+        sa.func.count().over(partition_by=grouping.key).label("rows"),
+    ).where(value.is_not(None)).subquery()
+    # ceil(f * rows) == rank, written as rank - 1 < f * rows <= rank: the same float arithmetic as nearest_rank.
+    at_rank = [sa.and_(numbered.c.rank - 1 < f * numbered.c.rows, f * numbered.c.rows <= numbered.c.rank) for f in fractions]
+    picked: dict[Any, list] = defaultdict(lambda: [None] * len(fractions))
+    for row in conn.execute(sa.select(numbered).where(sa.or_(*at_rank))):
+        for index, fraction in enumerate(fractions):
+            if row.rank - 1 < fraction * row.rows <= row.rank:
+                picked[row.key][index] = row.value
+    return {key: tuple(values) for key, values in picked.items()}
 
 
 def nearest_rank(ordered: Sequence, fraction: float) -> Any:
