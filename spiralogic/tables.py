@@ -59,6 +59,7 @@ class ConsciousnessTurnMeta(Base):
     __table_args__ = (
         Index("idx_ctm_user_created", "user_id", created_at.desc()),
         Index("idx_ctm_top_resonance", TopResonance()),
+        Index("idx_ctm_created", "created_at"),
     )
 
 

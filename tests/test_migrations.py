@@ -24,6 +24,8 @@ PLAYBOOK_REVISION = "20250901_consciousness_turn_meta"
 REVISIONS = [script.revision for script in reversed(list(ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).walk_revisions()))]
 HEAD = REVISIONS[-1]
 TABLE = "consciousness_turn_meta"
+#: the turn table's secondary indexes once every revision is applied
+HEAD_INDEXES = {"idx_ctm_user_created", "idx_ctm_top_resonance", "idx_ctm_created"}
 SQL_DIR = Path(__file__).resolve().parent.parent / "migrations" / "sql"
 TOP_RESONANCE_SQL = {
     "postgresql": "(resonance ->> 'top'::text)",
@@ -83,7 +85,7 @@ def test_upgrade_creates_the_table_and_its_indexes(database_url, engine):
         user_created = {i["name"]: i for i in inspector.get_indexes(TABLE)}["idx_ctm_user_created"]
     assert user_created["column_names"] == ["user_id", "created_at"]
     definitions = index_sql(engine)
-    assert set(definitions) == {"idx_ctm_user_created", "idx_ctm_top_resonance"}
+    assert set(definitions) == HEAD_INDEXES
     assert "created_at DESC" in definitions["idx_ctm_user_created"]
     assert TOP_RESONANCE_SQL[engine.dialect.name] in definitions["idx_ctm_top_resonance"]
 
@@ -122,7 +124,7 @@ def test_downgrade_to_base_and_upgrade_again(database_url, engine):
     migrate.upgrade(database_url)
 
     assert TABLE in sa.inspect(engine).get_table_names()
-    assert set(index_sql(engine)) == {"idx_ctm_user_created", "idx_ctm_top_resonance"}
+    assert set(index_sql(engine)) == HEAD_INDEXES
     assert migrate.current_revision(database_url) == HEAD
 
 
@@ -155,12 +157,16 @@ def test_checked_in_sql_applies_to_postgresql(database_url, engine):
     """What the operator runs leaves the database exactly where ``upgrade`` would."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for revision in REVISIONS:
-            conn.exec_driver_sql((SQL_DIR / f"{revision}.sql").read_text(encoding="utf-8"))
+            # One statement at a time, as psql -f sends them: a string of several is one
+            # implicit transaction, where CREATE INDEX CONCURRENTLY may not run.
+            for statement in (SQL_DIR / f"{revision}.sql").read_text(encoding="utf-8").split(";\n\n"):
+                if statement.strip():
+                    conn.exec_driver_sql(statement)
 
     assert migrate.current_revision(database_url) == HEAD
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
-    assert set(index_sql(engine)) == {"idx_ctm_user_created", "idx_ctm_top_resonance"}
+    assert set(index_sql(engine)) == HEAD_INDEXES
 
 
 def turn(mode: str, latency_ms: int, resonance: dict, **columns) -> ConsciousnessTurnMeta:
