@@ -18,6 +18,7 @@ from typing import Callable
 from sqlalchemy.engine import Engine
 
 from spiralogic import lease
+from spiralogic.offload import off_loop
 
 log = logging.getLogger(__name__)
 LEASE = "evaluator"
@@ -57,6 +58,6 @@ class Evaluator:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.run_once()
+                off_loop(self.run_once)
             except Exception:  # noqa: BLE001 - the loop must outlive a database blip
                 log.exception("evaluator round failed")
