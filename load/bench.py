@@ -108,6 +108,8 @@ def server_env(args: argparse.Namespace, data_dir: Path, database_url: str | Non
     # A few users sending as fast as they can would otherwise measure the per-user rate
     # limit, not the service; --server-env SPIRALOGIC_RATE_LIMITS__ENABLED=true puts it back.
     env["SPIRALOGIC_RATE_LIMITS__ENABLED"] = "false"
+    # Production lets only staff steer routing with the canary header; the load comes from loopback.
+    env["SPIRALOGIC_CANARY__STAFF_NETWORKS"] = '["127.0.0.1/32"]'
     if database_url:
         env["DATABASE_URL"] = database_url
     if args.upstream == "simulated":
