@@ -51,6 +51,12 @@ def status():
             "worker": {"pid": os.getpid(), "inFlight": state.admission.in_flight, "loopLagMs": round(state.admission.lag_ms, 1)},
             "components": {family: registry.statuses() for family, registry in state.registries.items()},
             "telemetry": dict(state.telemetry.counts),
+            "feedback": dict(state.ratings.counts),
+            # Counts above are this worker's; the journals are the host's, on disk.
+            "journals": {
+                name: {"pending": journal.pending(), "rejected": journal.rejected()}
+                for name, journal in (("telemetry", state.telemetry.journal), ("feedback", state.ratings.journal))
+            },
             "counters": dict(state.counters),
         }
     )

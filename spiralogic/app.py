@@ -28,6 +28,7 @@ from spiralogic.journal import Journal
 from spiralogic.metrics import build_metrics
 from spiralogic.modes import ModeController
 from spiralogic.plugins import build_plugin_manager, call_each, first_result
+from spiralogic.rating_store import RatingStore
 from spiralogic.rollout import RolloutControl
 from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings, plugin_table
 from spiralogic.state import EXTENSION, AppState
@@ -69,6 +70,14 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         on_record=lambda turn, record: _observe(pm, plugin_config, metrics, turn, record),
     )
     atexit.register(telemetry.close)
+    ratings = RatingStore(
+        engine,
+        Journal(data_dir(settings) / "feedback-journal"),
+        telemetry.journal,
+        turn_wait_s=settings.feedback.turn_wait_s,
+        on_queued=telemetry.start,
+    )
+    telemetry.replay_also(ratings)
     flags = RuntimeFlags(engine, ttl=settings.modes.cache_s)
     modes = ModeController(engine, flags, settings, clock=utcnow)
     alerts = _alerts(settings, engine, pm, plugin_config, registries["alert_channels"], flags)
@@ -77,7 +86,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
     )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings
     )
 
     logging_setup.init_app(app, api.request_id)

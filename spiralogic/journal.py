@@ -1,11 +1,13 @@
 """A local spill file for rows the database could not take.
 
-When the database is away, the telemetry writer appends the batch here as JSON
-lines; once the database answers again the rows are replayed. Every worker of
-a host shares the directory. A file only ever appears complete (it is written
-under a "writing" name, then renamed), and files are claimed by renaming them,
-so several workers never replay the same file twice; a file claimed or being
-written by a process that died is picked up again.
+When the database is away, the telemetry writer appends the batch here (and
+the feedback endpoint a rating, in a directory of its own) as JSON lines; once
+the database answers again the rows are replayed. Every worker of a host
+shares the directory. A file only ever appears complete (it is written under a
+"writing" name, then renamed), and files are claimed by renaming them, so
+several workers never replay the same file twice; a file claimed or being
+written by a process that died is picked up again. Rows a replay cannot take
+yet go back in a file that is due again later (the time is in its name).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 SUFFIX = ".jsonl"
 CLAIM_MARK = ".replaying-"
 WRITE_MARK = ".writing-"
+DUE_MARK = ".due-"
 REJECTED = "rejected"
 
 
@@ -29,9 +32,11 @@ class Journal:
     def __init__(self, directory: Path):
         self.directory = directory
 
-    def append(self, rows: Iterable[dict[str, Any]]) -> None:
+    def append(self, rows: Iterable[dict[str, Any]], delay: float = 0.0) -> None:
+        """Write rows to a new file, replayable at once or only ``delay`` seconds from now."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}-{uuid.uuid4().hex}{SUFFIX}"
+        due = f"{DUE_MARK}{int((time.time() + delay) * 1000)}" if delay > 0 else ""
+        name = f"{os.getpid()}-{uuid.uuid4().hex}{due}{SUFFIX}"
         # Written under a name replay skips while we live: another worker must never read half a file.
         writing = self.directory / f"{name}{WRITE_MARK}{os.getpid()}"
         _write_lines(writing, rows)
@@ -48,16 +53,26 @@ class Journal:
         """Rows waiting to be replayed (every file, claimed or not)."""
         return sum(len(_read_rows(path)) for path in self._files())
 
+    def rejected(self) -> int:
+        """Rows set aside for an operator."""
+        return sum(len(_read_rows(path)) for path in (self.directory / REJECTED).glob(f"*{SUFFIX}"))
+
     def has_pending(self) -> bool:
         """Whether some file can be replayed by this process now (cheap: a directory listing)."""
         return bool(self._claimable())
 
-    def replay(self, write: Callable[[list[dict[str, Any]]], None]) -> int:
-        """Hand each spilled file's rows to ``write``; delete the file once written.
+    def is_empty(self) -> bool:
+        """No file at all, not even one being written or replayed (cheap: a directory listing)."""
+        return not self._files()
 
-        ``write`` must be idempotent (rows keep their ids) because a crash after
-        writing and before deleting replays the file again. Stops at the first
-        failure and leaves that file for the next try.
+    def replay(self, write: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None], retry_after: float = 1.0) -> int:
+        """Hand each due file's rows to ``write``; delete the file once written.
+
+        ``write`` returns the rows it cannot take yet (or nothing): they go back
+        to the journal, due again in ``retry_after`` seconds. It must be
+        idempotent (rows keep their ids) because a crash after writing and
+        before deleting replays the file again. Stops at the first failure and
+        leaves that file for the next try. Returns how many rows were taken.
         """
         replayed = 0
         for path in self._claimable():
@@ -68,13 +83,14 @@ class Journal:
                 continue  # another worker claimed it first
             rows = _read_rows(claimed)
             try:
-                if rows:
-                    write(rows)
+                waiting = (write(rows) if rows else None) or []
+                if waiting:
+                    self.append(waiting, retry_after)  # before the unlink: a crash between them only replays again
             except BaseException:
                 claimed.rename(path.with_name(_base(path)))
                 raise
             claimed.unlink()
-            replayed += len(rows)
+            replayed += len(rows) - len(waiting)
             # Yield between files (gevent patches sleep; 0 would not let the loop poll): a long
             # replay must not hold the worker's event loop, or turns queue behind it.
             time.sleep(0.001)
@@ -87,9 +103,10 @@ class Journal:
 
     def _claimable(self) -> list[Path]:
         paths = []
+        now = time.time()
         for path in self._files():
             owner = _owner(path)
-            if owner is None or not _process_alive(owner):
+            if (owner is None or not _process_alive(owner)) and _due_at(path) <= now:
                 paths.append(path)
         return paths
 
@@ -97,6 +114,15 @@ class Journal:
 def _base(path: Path) -> str:
     """The file's name without any claim or writing mark."""
     return path.name.split(SUFFIX)[0] + SUFFIX
+
+
+def _due_at(path: Path) -> float:
+    """When the file may be replayed (epoch seconds); 0 for a file due at once."""
+    _, mark, millis = _base(path).removesuffix(SUFFIX).rpartition(DUE_MARK)
+    try:
+        return int(millis) / 1000 if mark else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _owner(path: Path) -> int | None:

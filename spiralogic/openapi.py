@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from spiralogic.schemas import ChatRequest, ChatResponse, ErrorResponse, FeedbackRequest, FeedbackResponse, Health
+from spiralogic.schemas import (
+    ChatRequest,
+    ChatResponse,
+    ErrorResponse,
+    FeedbackQueuedResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    Health,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -28,6 +36,7 @@ def openapi_document() -> dict[str, Any]:
             (ChatResponse, "serialization"),
             (FeedbackRequest, "validation"),
             (FeedbackResponse, "serialization"),
+            (FeedbackQueuedResponse, "serialization"),
             (ErrorResponse, "serialization"),
             (Health, "serialization"),
         ],
@@ -70,6 +79,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json("FeedbackRequest")},
                     "responses": {
                         "201": {"description": "The rating stands", "content": _json("FeedbackResponse")},
+                        "202": {"description": "Queued on disk while the database is away; stored after the same checks", "content": _json("FeedbackQueuedResponse")},
                         **_errors(400, 404, 413, 415, 422, 503),
                     },
                 }

@@ -71,6 +71,16 @@ class FeedbackResponse(BaseModel):
     data: FeedbackData
 
 
+class FeedbackQueuedData(FeedbackData):
+    status: Literal["queued"] = Field(
+        description="The database was away: the rating is kept on disk and stored when it is back, after the same checks."
+    )
+
+
+class FeedbackQueuedResponse(BaseModel):
+    data: FeedbackQueuedData
+
+
 class Challenge(BaseModel):
     prompt: str
     intensity: Literal["low", "med", "high"]

@@ -19,6 +19,7 @@ from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
 from spiralogic.metrics import Metrics
 from spiralogic.modes import ModeController
+from spiralogic.rating_store import RatingStore
 from spiralogic.rollout import RolloutControl
 from spiralogic.settings import plugin_table
 from spiralogic.telemetry import TelemetryWriter
@@ -42,6 +43,7 @@ class AppState:
     metrics: Metrics
     alerts: AlertEngine
     rollout: RolloutControl
+    ratings: RatingStore
     counters: Counter = field(default_factory=Counter)
 
     def plugin_config(self, name: str) -> Mapping[str, Any]:

@@ -6,7 +6,9 @@ spill to a local journal and are replayed when it returns (after the next
 successful write, on a timer while the writer is idle, and at start-up), so a
 blip loses nothing; only a queue overflow drops rows, and every drop is
 counted. A row the database refuses for its content is set aside (counted as
-``rejected``) so it cannot hold back the others.
+``rejected``) so it cannot hold back the others. The same thread replays the
+feedback journal after its own (see ``replay_also``): one background writer
+per worker for everything spilled.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 import uuid
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +37,12 @@ TABLE = ConsciousnessTurnMeta.__table__
 _STOP = object()
 #: at most one "queue full" log line per this many seconds: logging every drop would slow turns
 DROP_LOG_INTERVAL_S = 5.0
+
+
+class Replayable(Protocol):
+    journal: Journal
+
+    def replay_journal(self) -> int: ...
 
 
 class TelemetryWriter:
@@ -65,13 +73,27 @@ class TelemetryWriter:
         self._processed = 0  # queued rows written, spilled or rejected
         self._in_flight: list[dict[str, Any]] = []  # the batch being built or written
         self._dropped_logged_at = float("-inf")
-        if journal.has_pending():
-            # Rows an earlier process spilled must not wait for this one's first turn.
-            self._ensure_started()
+        self._replay_sources: list[Replayable] = [self]
+        self._start_if_pending(journal)
+
+    def replay_also(self, source: Replayable) -> None:
+        """Replay ``source``'s journal on this writer's thread, after this one's own: when it
+        looks for a turn, rows spilled here are in by then."""
+        self._replay_sources.append(source)
+        self._start_if_pending(source.journal)
+
+    def start(self) -> None:
+        """Run the writer's thread (idempotent): the first row starts it, as does a journal filled elsewhere."""
+        if self._running():
+            return
+        with self._lock:
+            if not self._running():
+                self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
+                self._thread.start()
 
     def submit(self, turn: Turn, record: TurnRecord) -> None:
         """Queue a row; never blocks the request. A full queue drops and counts."""
-        self._ensure_started()
+        self.start()
         try:
             self._queue.put_nowait((turn, record))
             self._count("submitted")
@@ -124,13 +146,10 @@ class TelemetryWriter:
         self._count("replayed", replayed)
         return replayed
 
-    def _ensure_started(self) -> None:
-        if self._running():
-            return
-        with self._lock:
-            if not self._running():
-                self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
-                self._thread.start()
+    def _start_if_pending(self, journal: Journal) -> None:
+        if journal.has_pending():
+            # Rows an earlier process spilled must not wait for this one's first turn.
+            self.start()
 
     def _running(self) -> bool:
         thread = self._thread
@@ -228,11 +247,18 @@ class TelemetryWriter:
 
     def _replay_if_pending(self) -> None:
         # Any worker's files count: a worker that spilled may have died or gone idle.
-        try:
-            if self.journal.has_pending():
-                self.replay_journal()
-        except sa.exc.SQLAlchemyError:
-            log.warning("journal replay failed; will retry in %.1fs or after the next successful write", self.replay_interval)
+        for source in self._replay_sources:
+            try:
+                if source.journal.has_pending():
+                    source.replay_journal()
+            except (sa.exc.SQLAlchemyError, OSError) as exc:  # the database is away, or the journal's disk
+                log.warning(
+                    "journal replay (%s) failed (%s); will retry in %.1fs or after the next successful write",
+                    source.journal.directory.name,
+                    exc.__class__.__name__,
+                    self.replay_interval,
+                )
+                return
 
     def _store(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows; a row refused for its content is set aside instead of failing the batch.
@@ -244,13 +270,13 @@ class TelemetryWriter:
             self._insert(rows)
             return
         except Exception as exc:  # noqa: BLE001 - sorted below: outage or bad content
-            if not _refused_for_content(exc):
+            if not refused_for_content(exc):
                 raise
         for row in rows:  # find the bad rows; ids already stored are skipped
             try:
                 self._insert([row])
             except Exception as exc:  # noqa: BLE001
-                if not _refused_for_content(exc):
+                if not refused_for_content(exc):
                     raise
                 log.error("telemetry row %s refused by the database (%s); kept aside", row.get("id"), exc.__class__.__name__)
                 self.journal.reject([row], str(exc.orig if getattr(exc, "orig", None) else exc)[:500])
@@ -304,9 +330,9 @@ def as_row(record: TurnRecord) -> dict[str, Any]:
     return json.loads(json.dumps(row, default=str))
 
 
-def _refused_for_content(exc: Exception) -> bool:
+def refused_for_content(exc: Exception) -> bool:
     """The data is at fault (refused by the database, or a journal row that cannot be
-    bound); any other database error is an outage, to be retried."""
+    bound); any other database error is an outage, to be retried or journaled."""
     return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)) or not isinstance(exc, sa.exc.SQLAlchemyError)
 
 

@@ -100,6 +100,15 @@ def test_status_reports_mode_flags_and_transitions(admin_app):
     assert row["at"] == T0.isoformat()  # with its offset, on SQLite too
 
 
+def test_status_shows_the_workers_counts_and_the_hosts_journals(admin_app):
+    state = app_state(admin_app)
+    state.ratings.journal.append([{"id": "a queued rating"}])
+    state.ratings.journal.reject([{"id": "a rating that failed its checks"}], "turn_not_found")
+    body = admin_app.test_client().get("/admin/status", headers=bearer()).get_json()
+    assert body["journals"] == {"telemetry": {"pending": 0, "rejected": 0}, "feedback": {"pending": 1, "rejected": 1}}
+    assert body["feedback"] == state.ratings.counts and body["telemetry"] == state.telemetry.counts
+
+
 def test_status_leaks_no_secret(admin_app):
     state = app_state(admin_app)
     state.modes.transition("fallback", "provider errors", actor="controller", now=T0)

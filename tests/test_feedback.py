@@ -1,23 +1,36 @@
 """POST /api/oracle/feedback: ratings of a user's own turns, stored once per turn.
 
 Runs on SQLite and PostgreSQL. The outages are real: PostgreSQL sits behind a
-TCP proxy that is cut; SQLite is held by another connection's write lock.
+TCP proxy that is cut; SQLite is held by another connection's write lock. A
+rating sent during one is queued on disk (202) and replayed, with the same
+checks, once the database is back.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import time
 import uuid
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 import jsonschema
 import pytest
 import sqlalchemy as sa
+from polling import wait_for
 from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
+from spiralogic.feedback import rating_scale, sentiment
+from spiralogic.journal import CLAIM_MARK
+from spiralogic.rating_store import new_rating
+from spiralogic.schemas import FeedbackRequest
 from spiralogic.state import app_state
 from spiralogic.tables import Feedback
+from spiralogic.telemetry import as_row
+from spiralogic.turn import TurnRecord
 
 FEEDBACK = "/api/oracle/feedback"
 CHAT_BODY = {"userId": "rater", "text": "Help me find clarity", "element": "air"}
@@ -222,16 +235,141 @@ def app_and_outage(make_app, database_url):
         yield make_app(proxy.url_for(database_url)), lambda: network_cut(proxy)
 
 
-def test_database_outage_answers_503_json_and_recovers(app_and_outage):
+def test_during_an_outage_a_rating_is_queued_and_stored_once_the_database_is_back(app_and_outage):
     app, outage = app_and_outage
     client = app.test_client()
-    turn = recorded_turn(app)
+    ratings = app_state(app).ratings
+    turn = recorded_turn(app, SPIRALOGIC)
     with outage():
-        response = rate(client, turn["turnId"], 4)
+        response = rate(client, turn["turnId"], 5, acceptedChallenge=True)
+        assert response.status_code == 202, response.get_data(as_text=True)
+        queued = response.get_json()["data"]
+        assert {key: queued[key] for key in ("turnId", "sentiment", "status")} == {"turnId": turn["turnId"], "sentiment": 1, "status": "queued"}
+        assert ratings.journal.pending() == 1
+    assert wait_for(lambda: feedback_rows(app), timeout=10), "the queued rating was not replayed"
+    (row,) = feedback_rows(app)
+    assert (str(row.id), str(row.turn_id), row.rating, row.sentiment, row.accepted_challenge) == (queued["feedbackId"], turn["turnId"], 5, 1, True)
+    assert ratings.journal.pending() == 0
+    assert {key: ratings.counts[key] for key in ("queued", "replayed", "rejected")} == {"queued": 1, "replayed": 1, "rejected": 0}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_outage_with_an_unwritable_journal_answers_503(app_and_outage):
+    app, outage = app_and_outage
+    ratings = app_state(app).ratings
+    turn = recorded_turn(app)
+    ratings.journal.directory.parent.mkdir(parents=True, exist_ok=True)
+    ratings.journal.directory.write_text("a file where the journal's directory should be")
+    with outage():
+        response = rate(app.test_client(), turn["turnId"], 4)
     assert_error(response, 503, "unavailable")
     assert int(response.headers["Retry-After"]) > 0
-    assert feedback_rows(app) == []  # not kept: the client sends it again
-    assert rate(client, turn["turnId"], 4).status_code == 201
+    assert ratings.counts["unavailable"] == 1 and feedback_rows(app) == []
+
+
+# -- The queue's replay ------------------------------------------------------
+
+
+@contextmanager
+def turn_row_being_replayed(app, user: str = CHAT_BODY["userId"]):
+    """A turn whose row sits in the telemetry journal, claimed by another (live) process: the
+    database answers but the row is not in it yet. Yields the turn id; on exit the claimant
+    dies and the writer replays the row."""
+    journal = app_state(app).telemetry.journal
+    record = TurnRecord(
+        id=str(uuid.uuid4()),
+        created_at=datetime.now(timezone.utc),
+        user_id=user,
+        session_id=None,
+        orchestrator="baseline",
+        orchestrator_mode="full",
+        element="air",
+        metadata={},
+        resonance={},
+    )
+    journal.append([as_row(record)])
+    [path] = journal.directory.glob("*.jsonl")
+    claimant = subprocess.Popen(["sleep", "60"])
+    try:
+        path.rename(path.with_name(f"{path.name}{CLAIM_MARK}{claimant.pid}"))
+        yield record.id
+    finally:
+        claimant.kill()
+        claimant.wait()
+
+
+def queue_directly(app, turn_id: str, rating: int = 4, user: str = CHAT_BODY["userId"], **extra) -> dict:
+    """Journal a rating as the endpoint does during an outage, with the writer stopped (the test replays)."""
+    app_state(app).telemetry.close()
+    body = FeedbackRequest(userId=user, turnId=turn_id, rating=rating, **extra)
+    row = new_rating(body, sentiment(rating, rating_scale(rating, body.scale)))
+    app_state(app).ratings.journal.append([row])
+    return row
+
+
+def test_a_turn_whose_row_still_waits_in_the_telemetry_journal_is_rated_after_both_replays(make_app, database_url):
+    app = make_app(database_url)
+    client = app.test_client()
+    chat(client)  # the writer is running
+    with turn_row_being_replayed(app) as turn_id:
+        response = rate(client, turn_id, 4)
+        assert response.status_code == 202, response.get_data(as_text=True)  # not 404: the row may be in the journal
+        assert response.get_json()["data"]["status"] == "queued"
+        time.sleep(1.5)  # the rating is tried and waits: its turn is not in
+        assert feedback_rows(app) == []
+    assert wait_for(lambda: feedback_rows(app), timeout=10), "the rating did not follow its turn row"
+    (row,) = feedback_rows(app)
+    assert (str(row.turn_id), row.rating) == (turn_id, 4)
+    assert app_state(app).ratings.counts["rejected"] == 0
+
+
+def test_a_queued_rating_that_breaks_a_rule_is_set_aside_and_counted(make_app, database_url):
+    app = make_app(database_url, **{"feedback.turn_wait_s": 0})
+    ratings = app_state(app).ratings
+    turn = recorded_turn(app)  # baseline: no challenge
+    good = queue_directly(app, turn["turnId"], 4)
+    queue_directly(app, turn["turnId"], 4, user="someone-else")
+    queue_directly(app, str(uuid.uuid4()), 4)
+    queue_directly(app, turn["turnId"], 5, acceptedChallenge=True)
+    assert ratings.replay_journal() == 1
+    (row,) = feedback_rows(app)
+    assert (str(row.id), row.rating) == (good["id"], 4)
+    assert ratings.counts["rejected"] == 3 and ratings.journal.pending() == 0
+    set_aside = [json.loads(line) for path in (ratings.journal.directory / "rejected").glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert sorted(row["_rejected"].split(":")[0] for row in set_aside) == ["no_challenge", "turn_not_found", "turn_not_found"]
+
+
+def test_a_queued_rating_whose_turn_is_missing_waits_turn_wait_s_before_it_is_set_aside(make_app, database_url):
+    app = make_app(database_url, **{"feedback.turn_wait_s": 0.5})
+    ratings = app_state(app).ratings
+    queue_directly(app, str(uuid.uuid4()))
+    assert ratings.replay_journal() == 0
+    assert ratings.counts["rejected"] == 0 and ratings.journal.pending() == 1 and not ratings.journal.has_pending()
+    assert wait_for(ratings.journal.has_pending, timeout=5)  # due again after journal.RETRY_S
+    time.sleep(0.5)
+    assert ratings.replay_journal() == 0
+    assert ratings.counts["rejected"] == 1 and ratings.journal.pending() == 0
+
+
+def test_a_rating_replayed_late_never_replaces_a_newer_one(make_app, database_url):
+    app = make_app(database_url)
+    turn = recorded_turn(app)
+    older = queue_directly(app, turn["turnId"], 2)
+    assert rate(app.test_client(), turn["turnId"], 5).status_code == 201
+    assert app_state(app).ratings.replay_journal() == 1
+    (row,) = feedback_rows(app)
+    assert (row.rating, row.sentiment) == (5, 1) and str(row.id) != older["id"]
+
+
+def test_queued_ratings_are_replayed_at_start_up(make_app, database_url):
+    first = make_app(database_url)
+    turn = recorded_turn(first)
+    queued = queue_directly(first, turn["turnId"], 3)
+    restarted = make_app(database_url)  # the same data directory: the worker's successor; no request
+    assert wait_for(lambda: feedback_rows(restarted), timeout=10), "not replayed at start-up"
+    assert [str(row.id) for row in feedback_rows(restarted)] == [queued["id"]]
+    assert app_state(restarted).ratings.counts["replayed"] == 1
 
 
 # -- The OpenAPI document ----------------------------------------------------
@@ -241,7 +379,7 @@ def test_openapi_documents_the_endpoint_and_its_answers_match(app, client):
     document = client.get("/api/openapi.json").get_json()
     operation = document["paths"][FEEDBACK]["post"]
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/FeedbackRequest"}
-    assert set(operation["responses"]) == {"201", "400", "404", "413", "415", "422", "503"}
+    assert {"201", "202", "400", "404", "413", "415", "422", "503"} <= set(operation["responses"])
 
     def validator(name):
         return jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": document["components"]})
@@ -252,3 +390,7 @@ def test_openapi_documents_the_endpoint_and_its_answers_match(app, client):
     assert not validator("FeedbackRequest").is_valid({**body, "rating": 6})
     validator("FeedbackResponse").validate(client.post(FEEDBACK, json=body).get_json())
     validator("ErrorResponse").validate(rate(client, str(uuid.uuid4()), 4).get_json())
+    with turn_row_being_replayed(app) as turn_id:
+        queued = rate(client, turn_id, 4)
+    assert queued.status_code == 202
+    validator("FeedbackQueuedResponse").validate(queued.get_json())
