@@ -69,7 +69,7 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": _json("ChatRequest")},
                     "responses": {
                         "200": {"description": "The reply", "headers": chat_headers, "content": _json("ChatResponse")},
-                        **_errors(400, 413, 415, 422),
+                        **_errors(400, 413, 415, 422, 429, 503),
                     },
                 }
             },
@@ -80,7 +80,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "The rating stands", "content": _json("FeedbackResponse")},
                         "202": {"description": "Queued on disk while the database is away; stored after the same checks", "content": _json("FeedbackQueuedResponse")},
-                        **_errors(400, 404, 413, 415, 422, 503),
+                        **_errors(400, 404, 413, 415, 422, 429, 503),
                     },
                 }
             },

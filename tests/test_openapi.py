@@ -8,8 +8,10 @@ import pytest
 from openapi_spec_validator import validate
 
 from spiralogic.schemas import ChatRequest
+from spiralogic.state import app_state
 
 CHAT = "/api/oracle/chat"
+FEEDBACK = "/api/oracle/feedback"
 VALID = {"userId": "smoke-test", "text": "Help me find clarity", "element": "air"}
 #: pydantic constraint attribute -> JSON Schema keyword
 CONSTRAINTS = {"min_length": "minLength", "max_length": "maxLength", "pattern": "pattern"}
@@ -150,3 +152,33 @@ def test_real_errors_match_error_response_schema(client, document, method, path,
     response = client.open(path, method=method, **kwargs)
     assert response.status_code == status
     validator(document, "ErrorResponse").validate(response.get_json())
+
+
+def assert_documented_error(document, path, response):
+    """The operation documents the answer's status, and its body is an ErrorResponse."""
+    assert str(response.status_code) in document["paths"][path]["post"]["responses"]
+    validator(document, "ErrorResponse").validate(response.get_json())
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        pytest.param(CHAT, VALID, id="chat"),
+        # counted, then refused (a rating of 1 needs its scale) before any turn is looked up
+        pytest.param(FEEDBACK, {"userId": "u", "turnId": "00000000-0000-0000-0000-000000000001", "rating": 1}, id="feedback"),
+    ],
+)
+def test_a_rate_limited_answer_is_documented(make_app, document, path, body):
+    client = make_app(**{"rate_limits.enabled": True, "rate_limits.per_user": "1/minute"}).test_client()
+    client.post(path, json=body)
+    response = client.post(path, json=body)
+    assert response.status_code == 429
+    assert_documented_error(document, path, response)
+
+
+def test_an_overloaded_chat_answer_is_documented(app, client, document):
+    admission = app_state(app).admission
+    admission.in_flight = admission.max_in_flight  # this worker is at capacity
+    response = client.post(CHAT, json=VALID)
+    assert response.status_code == 503
+    assert_documented_error(document, CHAT, response)
