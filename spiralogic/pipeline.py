@@ -60,7 +60,10 @@ class ChatPipeline:
         byte the client sees. ``header_ignored``: a canary header was sent but
         not admitted; the route reason records it.
         """
-        budget = Budget.start(self.settings.soft_budget_ms, self.settings.hard_budget_ms, self.settings.budgets.fallback_reserve_ms)
+        # A worker whose timers fire late (CPU saturated) stops waiting that much earlier,
+        # so the fallback still leaves within the hard budget.
+        reserve_ms = self.settings.budgets.fallback_reserve_ms + self.state.admission.lag_ms
+        budget = Budget.start(self.settings.soft_budget_ms, self.settings.hard_budget_ms, reserve_ms)
         turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored)
         return turn, self._events(turn, orchestrator, budget)
 

@@ -163,3 +163,15 @@ def test_a_stream_cut_mid_way_ends_as_fallback(make_app):
     assert events[-1][1] == "done"
     assert events[-1][2]["data"]["mode"] == "fallback"
     assert any(kind == "segment" for _, kind, _ in events[:-1])
+
+
+def test_a_lagging_worker_stops_waiting_earlier_by_its_lag(make_app):
+    """Timers fire late on a saturated worker: the turn keeps its measured lag in reserve."""
+    # Admission thresholds above the lag, so the turn is admitted rather than shed.
+    app = make_app(**simulated(hang_rate=1.0, hang_ms=5000), **{"admission.degrade_lag_ms": 1000, "admission.reject_lag_ms": 2000})
+    app_state(app).admission.lag_ms = 400.0
+    response, wall = timed_chat(app.test_client())
+    assert response.headers["x-orchestrator-mode"] == "fallback"
+    # Without the lag kept back the wait would be 670 ms (700 less the 30 ms fallback reserve).
+    assert response.get_json()["meta"]["latencyMs"] < 500
+    assert wall < HARD_S
