@@ -30,7 +30,7 @@ from spiralogic.modes import ModeController
 from spiralogic.plugins import build_plugin_manager, call_each, first_result
 from spiralogic.rating_store import RatingStore
 from spiralogic.rollout import RolloutControl
-from spiralogic.settings import CONFIG_DIR, ConfigError, data_dir, database_url, load_settings, plugin_table
+from spiralogic.settings import CONFIG_DIR, ConfigError, PluginTables, data_dir, database_url, load_settings
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
 from spiralogic.turn_metrics import emit_turn_metrics
@@ -48,8 +48,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
     pm = build_plugin_manager(list(settings.plugins.allowed), list(settings.plugins.disabled), plugins)
     cache = Cache(app, config=_cache_config(settings))
 
-    def plugin_config(name: str):
-        return plugin_table(settings, name)
+    plugin_config = PluginTables(settings)
 
     def plugin_context(component_id: str) -> PluginContext:
         return PluginContext(
@@ -86,7 +85,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
     )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, plugin_config
     )
 
     logging_setup.init_app(app, api.request_id)

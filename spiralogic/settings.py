@@ -202,3 +202,21 @@ def database_url(settings: Dynaconf) -> str:
 def plugin_table(settings: Dynaconf, name: str) -> Mapping[str, Any]:
     """A plugin's own settings, ``[default.plugins.<name>]`` (empty if it has none)."""
     return settings.plugins.get(name) or {}
+
+
+class PluginTables:
+    """``plugin_table`` for one app, each table read once.
+
+    Hooks receive their plugin's table on every turn, and a Dynaconf lookup
+    costs more than many of the hooks; the settings do not change while the
+    app runs.
+    """
+
+    def __init__(self, settings: Dynaconf):
+        self._settings = settings
+        self._tables: dict[str, Mapping[str, Any]] = {}
+
+    def __call__(self, name: str) -> Mapping[str, Any]:
+        if name not in self._tables:
+            self._tables[name] = plugin_table(self._settings, name)
+        return self._tables[name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pluggy
 from dynaconf import Dynaconf
@@ -21,7 +21,6 @@ from spiralogic.metrics import Metrics
 from spiralogic.modes import ModeController
 from spiralogic.rating_store import RatingStore
 from spiralogic.rollout import RolloutControl
-from spiralogic.settings import plugin_table
 from spiralogic.telemetry import TelemetryWriter
 
 EXTENSION = "spiralogic"
@@ -44,10 +43,9 @@ class AppState:
     alerts: AlertEngine
     rollout: RolloutControl
     ratings: RatingStore
+    #: a plugin's own settings table, by plugin name
+    plugin_config: Callable[[str], Mapping[str, Any]]
     counters: Counter = field(default_factory=Counter)
-
-    def plugin_config(self, name: str) -> Mapping[str, Any]:
-        return plugin_table(self.settings, name)
 
 
 def app_state(app=None) -> AppState:
