@@ -130,12 +130,13 @@ def rubric_from(config: Mapping[str, Any]) -> Rubric:
     name = config.get("rubric", DEFAULT_RUBRIC)
     if not isinstance(name, str) or not name:
         raise RubricConfigError(f"plugins.rubric_evaluator.rubric must be a file name, not {name!r}")
-    return load_rubric(Path(CONFIG_DIR) / name)
+    return load_rubric(name)
 
 
 @functools.cache
-def load_rubric(path: Path) -> Rubric:
-    """Read once per process; restart to pick up edits."""
+def load_rubric(name: str) -> Rubric:
+    """Read once per process, keyed by file name (a cheap key: this runs for every turn); restart to pick up edits."""
+    path = Path(CONFIG_DIR) / name
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         relevance, length = data["relevance"], data["length"]

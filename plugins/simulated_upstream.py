@@ -53,6 +53,8 @@ RATES = ("error_rate", "hang_rate", "cut_rate")
 # chat models spend roughly a third of a short reply's time before the first token.
 FIRST_CHUNK_FRACTION = 0.3
 Z95 = NormalDist().inv_cdf(0.95)
+# One generator for unseeded draws: a new Random() per call would read the OS entropy pool each time.
+_UNSEEDED = random.Random()
 TOPIC_WORDS = 6
 SENTENCES = (
     "This is a simulated reply about {topic}.",
@@ -206,7 +208,7 @@ class SimulatedUpstream:
     def _rng(self, prompt: Prompt) -> random.Random:
         # Seeded draws follow the turn, not call order, so they stay reproducible under concurrency.
         if self.config.seed is None:
-            return random.Random()
+            return _UNSEEDED
         return random.Random(f"{self.config.seed}:{prompt.seed}")
 
     def _draw_fate(self, rng: random.Random) -> Fate:
