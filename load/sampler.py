@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from statistics import fmean
+from statistics import StatisticsError, fmean, linear_regression
 
 import psutil
 
@@ -62,11 +62,11 @@ class ResourceSampler:
 
     def summary(self, start: float, end: float) -> dict:
         """Per worker mean/max CPU% and RSS (MB) within [start, end], plus totals and the client."""
-        by_pid: dict[tuple[str, int], list[tuple[float, int]]] = defaultdict(list)
+        by_pid: dict[tuple[str, int], list[tuple[float, float, int]]] = defaultdict(list)
         totals: dict[float, float] = defaultdict(float)
         for at, role, pid, cpu, rss in self.samples:
             if start <= at <= end:
-                by_pid[(role, pid)].append((cpu, rss))
+                by_pid[(role, pid)].append((at, cpu, rss))
                 if role == "worker":
                     totals[at] += cpu
         workers = [_describe(pid, rows) for (role, pid), rows in sorted(by_pid.items()) if role == "worker"]
@@ -78,16 +78,27 @@ class ResourceSampler:
         }
 
 
-def _describe(pid: int, rows: list[tuple[float, int]]) -> dict:
-    cpus, rss = [cpu for cpu, _ in rows], [r / 2**20 for _, r in rows]
+def _describe(pid: int, rows: list[tuple[float, float, int]]) -> dict:
+    minutes, cpus, rss = [at / 60 for at, _, _ in rows], [cpu for _, cpu, _ in rows], [r / 2**20 for _, _, r in rows]
     return {
         "pid": pid,
         "cpu_percent_mean": _round(fmean(cpus)),
         "cpu_percent_max": _round(max(cpus)),
         "rss_mb_mean": _round(fmean(rss)),
         "rss_mb_max": _round(max(rss)),
+        "rss_mb_first": _round(rss[0]),
+        "rss_mb_last": _round(rss[-1]),
+        "rss_slope_mb_per_min": _slope(minutes, rss),
         "samples": len(rows),
     }
+
+
+def _slope(minutes: list[float], rss_mb: list[float]) -> float | None:
+    """Least-squares growth of RSS over the measured window: a leak shows as a steady positive slope."""
+    try:
+        return round(linear_regression(minutes, rss_mb).slope, 3)
+    except StatisticsError:  # fewer than two samples, or all at one instant
+        return None
 
 
 def _round(value: float | None) -> float | None:
