@@ -1,7 +1,8 @@
 """Writes one ``consciousness_turn_meta`` row per turn, off the request path.
 
 Turns are queued in memory and written in batches by a background thread (a
-greenlet under gunicorn's gevent workers). If the database is away, batches
+greenlet under gunicorn's gevent workers, which hands each insert to a native
+thread: see ``spiralogic.offload``). If the database is away, batches
 spill to a local journal and are replayed when it returns (after the next
 successful write, on a timer while the writer is idle, and at start-up), so a
 blip loses nothing; only a queue overflow drops rows, and every drop is
@@ -20,7 +21,7 @@ import queue
 import threading
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
@@ -29,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from spiralogic.journal import Journal
+from spiralogic.offload import off_loop
 from spiralogic.tables import ConsciousnessTurnMeta
 from spiralogic.turn import Turn, TurnRecord
 
@@ -227,7 +229,7 @@ class TelemetryWriter:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self._store(rows)
+            off_loop(self._store, rows)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("telemetry write failed (%s); spilling %d rows to the journal", exc.__class__.__name__, len(rows))
             self._spill(rows)
@@ -325,7 +327,8 @@ def as_row(record: TurnRecord) -> dict[str, Any]:
     Round-tripped through JSON so a direct write and a replay store the same
     thing, and a plugin's odd tag value cannot fail the insert.
     """
-    row = asdict(record)
+    # Shallow: the JSON round trip below copies the nested values (asdict would copy them twice).
+    row = {field.name: getattr(record, field.name) for field in fields(record)}
     row["created_at"] = record.created_at.isoformat()
     return json.loads(json.dumps(row, default=str))
 
