@@ -9,6 +9,7 @@ absent, and its route reason says so.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 
@@ -44,4 +45,10 @@ def _in_networks(address: str | None, networks) -> bool:
         client = ipaddress.ip_address(address or "")
     except ValueError:
         return False
-    return any(client in ipaddress.ip_network(network, strict=False) for network in networks)
+    return any(client in network for network in _parsed(tuple(networks)))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(networks: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    # Parsed once, not on every request: the list only changes with the settings.
+    return tuple(ipaddress.ip_network(network, strict=False) for network in networks)
