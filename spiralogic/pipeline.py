@@ -31,6 +31,8 @@ from spiralogic.voice.service import voice_service
 
 log = logging.getLogger(__name__)
 _DONE = object()
+#: longest wait for a chunk before the deadline is computed again with the worker's current lag
+LAG_RECHECK_S = 0.1
 
 
 @dataclass
@@ -60,10 +62,12 @@ class ChatPipeline:
         byte the client sees. ``header_ignored``: a canary header was sent but
         not admitted; the route reason records it.
         """
-        # A worker whose timers fire late (CPU saturated) stops waiting that much earlier,
-        # so the fallback still leaves within the hard budget.
-        reserve_ms = self.settings.budgets.fallback_reserve_ms + self.state.admission.lag_ms
-        budget = Budget.start(self.settings.soft_budget_ms, self.settings.hard_budget_ms, reserve_ms)
+        budget = Budget.start(
+            self.settings.soft_budget_ms,
+            self.settings.hard_budget_ms,
+            self.settings.budgets.fallback_reserve_ms,
+            lag=lambda: self.state.admission.lag_ms / 1000,
+        )
         turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored)
         return turn, self._events(turn, orchestrator, budget)
 
@@ -173,13 +177,15 @@ class ChatPipeline:
             waiting_for_first = turn.mode == "full" and services.first_chunk_at is None and budget.soft_left() > 0
             timeout = min(budget.soft_left(), budget.work_left()) if waiting_for_first else budget.work_left()
             try:
-                item = services.chunks.get(timeout=timeout)
+                # In slices: the deadline moves earlier when the worker starts to lag mid-wait.
+                item = _next_chunk(services, min(timeout, LAG_RECHECK_S))
             except Empty:
-                if budget.work_left() > 0:
+                if budget.work_left() <= 0:
+                    self._cancel(worker, turn, "hard_budget")
+                    return
+                if waiting_for_first and budget.soft_left() <= 0:
                     services.degrade_to_lite("soft_budget")
-                    continue
-                self._cancel(worker, turn, "hard_budget")
-                return
+                continue
             if item is _DONE:
                 return
             # The clock is checked after every wake-up: on a saturated CPU timers fire late.
@@ -264,6 +270,17 @@ class ChatPipeline:
                 "requestId": turn.request_id,
             },
         }
+
+
+def _next_chunk(services: Services, timeout: float):
+    """The next chunk, or Empty after ``timeout``.
+
+    The timer has libev's highest priority: on a saturated loop it runs before the
+    I/O callbacks of the same iteration (gevent's own timeouts run after them),
+    which is most of how late a deadline would otherwise fire.
+    """
+    with gevent.Timeout(timeout, Empty, priority=2):
+        return services.chunks.get()
 
 
 def _resonance(turn: Turn, draft: Draft) -> dict[str, Any]:

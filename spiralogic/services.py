@@ -134,5 +134,5 @@ class Services:
             archetypes=archetypes or [],
             worldview=turn.assessment.worldview,
             instructions=list(turn.assessment.instructions),
-            deadline=self.budget.hard_at - self.budget.reserve,
+            deadline=self.budget.work_deadline(),
         )

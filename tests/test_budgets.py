@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from spiralogic import hookimpl
+from spiralogic.budget import Budget
 from spiralogic.state import app_state
 from spiralogic.turn import Archetype
 
@@ -175,3 +176,15 @@ def test_a_lagging_worker_stops_waiting_earlier_by_its_lag(make_app):
     # Without the lag kept back the wait would be 670 ms (700 less the 30 ms fallback reserve).
     assert response.get_json()["meta"]["latencyMs"] < 500
     assert wall < HARD_S
+
+
+def test_the_budget_counts_the_loop_lag_before_the_start_and_before_the_deadline():
+    now, lag = [100.0], [0.05]
+    budget = Budget.start(450, 700, 30, clock=lambda: now[0], lag=lambda: lag[0])
+    # The request already waited about the lag; and wake-ups come that late, so ask that early.
+    assert budget.hard_at == pytest.approx(100.65)
+    assert budget.work_left() == pytest.approx(0.65 - 0.03 - 0.05)
+    lag[0] = 0.2  # the worker starts to lag mid-turn: the orchestrator's share shrinks at once
+    assert budget.work_left() == pytest.approx(0.65 - 0.03 - 0.2)
+    now[0] = 100.5
+    assert budget.work_left() == 0.0 and budget.elapsed_ms() == 500
