@@ -1,9 +1,11 @@
 // The launch playbook's k6 scenario. Base URL from BASE_URL (default: the local server),
 // so the same script runs against staging:  k6 run -e BASE_URL=https://staging.example load/k6-spiralogic-load.js
+// Where the canary header is staff-only (production settings), pass a staff key: -e STAFF_KEY=...
 import http from 'k6/http';
 import { check, sleep } from 'k6';
 
 const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8000';
+const STAFF_KEY = __ENV.STAFF_KEY || '';
 
 export const options = {
   vus: 10,
@@ -35,6 +37,9 @@ export default function () {
     'Content-Type': 'application/json',
     'x-experiment-spiralogic': 'on' // Test canary
   };
+  if (STAFF_KEY) {
+    headers['x-staff-key'] = STAFF_KEY;
+  }
 
   const res = http.post(`${BASE_URL}/api/oracle/chat`, payload, { headers });
 

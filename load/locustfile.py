@@ -4,7 +4,9 @@
         --host http://127.0.0.1:8000 --csv load/results/locust
 
 The playbook's thresholds (P95 < 700 ms, errors < 1%) are checked when the run
-ends: the process exits 1 if either fails, as k6 does.
+ends: the process exits 1 if either fails, as k6 does. Where the canary header
+is staff-only (production settings), add ``--staff-key KEY`` (or set
+``SPIRALOGIC_STAFF_KEY``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ P95_LIMIT_MS = 700
 ERROR_LIMIT = 0.01
 
 
+@events.init_command_line_parser.add_listener
+def _options(parser) -> None:
+    parser.add_argument("--staff-key", env_var="SPIRALOGIC_STAFF_KEY", default="", help="sent as x-staff-key")
+
+
 class OracleUser(HttpUser):
     wait_time = between(1, 3)
 
@@ -31,6 +38,8 @@ class OracleUser(HttpUser):
     def chat(self) -> None:
         body = {"userId": f"locust-user-{id(self) % 10_000}", **random.choice(TEST_CASES)}
         headers = {"x-experiment-spiralogic": "on"}
+        if self.environment.parsed_options and self.environment.parsed_options.staff_key:
+            headers["x-staff-key"] = self.environment.parsed_options.staff_key
         with self.client.post("/api/oracle/chat", json=body, headers=headers, catch_response=True) as response:
             if response.status_code != 200:
                 response.failure(f"status {response.status_code}")
