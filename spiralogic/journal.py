@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 SUFFIX = ".jsonl"
@@ -26,6 +26,8 @@ CLAIM_MARK = ".replaying-"
 WRITE_MARK = ".writing-"
 DUE_MARK = ".due-"
 REJECTED = "rejected"
+#: rows handed to one write, from as many files as it takes
+BATCH_ROWS = 200
 
 
 class Journal:
@@ -65,36 +67,56 @@ class Journal:
         """No file at all, not even one being written or replayed (cheap: a directory listing)."""
         return not self._files()
 
-    def replay(self, write: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None], retry_after: float = 1.0) -> int:
-        """Hand each due file's rows to ``write``; delete the file once written.
+    def replay(
+        self,
+        write: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+        retry_after: float = 1.0,
+        batch_rows: int = BATCH_ROWS,
+    ) -> int:
+        """Hand the due files' rows to ``write``, those of a few files at a time (up to about
+        ``batch_rows`` rows); delete the files once written.
 
         ``write`` returns the rows it cannot take yet (or nothing): they go back
         to the journal, due again in ``retry_after`` seconds. It must be
         idempotent (rows keep their ids) because a crash after writing and
-        before deleting replays the file again. Stops at the first failure and
-        leaves that file for the next try. Returns how many rows were taken.
+        before deleting replays the files again. Stops at the first failure and
+        leaves those files for the next try. Returns how many rows were taken.
         """
         replayed = 0
-        for path in self._claimable():
-            claimed = path.with_name(f"{_base(path)}{CLAIM_MARK}{os.getpid()}")
-            try:
-                path.rename(claimed)
-            except FileNotFoundError:
-                continue  # another worker claimed it first
-            rows = _read_rows(claimed)
+        paths = iter(self._claimable())
+        while claimed_rows := self._claim(paths, batch_rows):
+            claimed, rows = claimed_rows
             try:
                 waiting = (write(rows) if rows else None) or []
                 if waiting:
-                    self.append(waiting, retry_after)  # before the unlink: a crash between them only replays again
+                    self.append(waiting, retry_after)  # before the unlinks: a crash between them only replays again
             except BaseException:
-                claimed.rename(path.with_name(_base(path)))
+                for path in claimed:
+                    path.rename(path.with_name(_base(path)))
                 raise
-            claimed.unlink()
+            for path in claimed:
+                path.unlink()
             replayed += len(rows) - len(waiting)
-            # Yield between files (gevent patches sleep; 0 would not let the loop poll): a long
+            # Yield between batches (gevent patches sleep; 0 would not let the loop poll): a long
             # replay must not hold the worker's event loop, or turns queue behind it.
             time.sleep(0.001)
         return replayed
+
+    def _claim(self, paths: Iterator[Path], batch_rows: int) -> tuple[list[Path], list[dict[str, Any]]] | None:
+        """Claim the next files of ``paths`` until about ``batch_rows`` rows are in hand: the
+        claimed files and their rows, or None when no file is left."""
+        claimed, rows = [], []
+        for path in paths:
+            claim = path.with_name(f"{_base(path)}{CLAIM_MARK}{os.getpid()}")
+            try:
+                path.rename(claim)
+            except FileNotFoundError:
+                continue  # another worker claimed it first
+            claimed.append(claim)
+            rows += _read_rows(claim)
+            if len(rows) >= batch_rows:
+                break
+        return (claimed, rows) if claimed else None
 
     def _files(self) -> list[Path]:
         if not self.directory.exists():

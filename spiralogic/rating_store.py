@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from spiralogic.errors import ApiError
 from spiralogic.journal import Journal
+from spiralogic.offload import off_loop
 from spiralogic.schemas import FeedbackRequest
 from spiralogic.tables import ConsciousnessTurnMeta, Feedback
 from spiralogic.telemetry import refused_for_content
@@ -100,14 +101,14 @@ class RatingStore:
             # Looked at before the row: a replay empties the journal only after storing its rows.
             journaled = not self.turns_journal.is_empty()
             with self.engine.connect() as conn:
-                row = find_turn(conn, turn_id)
+                row = find_turns(conn, [turn_id]).get(str(turn_id))
             if row is not None or time.monotonic() >= deadline:
                 return row, journaled
             time.sleep(POLL_S)  # cooperative under gevent: other requests run meanwhile
 
     def _queue(self, row: dict[str, Any]) -> str:
         try:
-            self.journal.append([row])
+            off_loop(self.journal.append, [row])  # its fsyncs must not stall the worker's other requests
         except OSError:
             log.exception("feedback journal unwritable; the rating of turn %s is refused", row["turn_id"])
             self._count("unavailable")
@@ -117,25 +118,44 @@ class RatingStore:
         return row["id"]
 
     def _replay(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Store each rating that passes the rules; returns those still waiting for their
-        turn row. An outage raises (the file is tried again later)."""
+        """Store each rating that passes the rules; returns those still waiting for their turn
+        row. An outage raises (the files are tried again later)."""
+        try:
+            return self._replay_together(rows)
+        except Exception as exc:  # noqa: BLE001 - sorted here: outage or bad content
+            if not refused_for_content(exc):
+                raise
         waiting = []
-        for row in rows:
+        for row in rows:  # find the rows at fault; the others are stored one by one
             try:
-                with self.engine.begin() as conn:
-                    turn = find_turn(conn, uuid.UUID(row["turn_id"]))
-                    if turn is None and self._turn_may_arrive(row):
-                        waiting.append(row)
-                        continue
-                    check(turn, row)
-                    store(conn, row)
-                self._count("replayed")
-            except ApiError as exc:
-                self._set_aside(row, f"{exc.code}: {exc.message}")
-            except Exception as exc:  # noqa: BLE001 - sorted here: outage or bad content
+                waiting += self._replay_together([row])
+            except Exception as exc:  # noqa: BLE001
                 if not refused_for_content(exc):
                     raise
                 self._set_aside(row, str(getattr(exc, "orig", None) or exc)[:500])
+        return waiting
+
+    def _replay_together(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One transaction for ``rows``: those that pass the rules are stored, those that break
+        one set aside (once it commits); returns those waiting for their turn row."""
+        waiting, refused, stored = [], [], 0
+        with self.engine.begin() as conn:
+            turns = find_turns(conn, [uuid.UUID(row["turn_id"]) for row in rows])
+            for row in rows:
+                turn = turns.get(str(uuid.UUID(row["turn_id"])))
+                if turn is None and self._turn_may_arrive(row):
+                    waiting.append(row)
+                    continue
+                try:
+                    check(turn, row)
+                except ApiError as exc:
+                    refused.append((row, f"{exc.code}: {exc.message}"))
+                    continue
+                store(conn, row)
+                stored += 1
+        for row, reason in refused:
+            self._set_aside(row, reason)
+        self._count("replayed", stored)
         return waiting
 
     def _turn_may_arrive(self, row: dict[str, Any]) -> bool:
@@ -169,9 +189,10 @@ def new_rating(body: FeedbackRequest, sentiment: int) -> dict[str, Any]:
     }
 
 
-def find_turn(conn: Connection, turn_id: uuid.UUID) -> Row | None:
-    """The turn's row (user_id, metadata), if it is stored."""
-    return conn.execute(sa.select(TURNS.c.user_id, TURNS.c.metadata).where(TURNS.c.id == turn_id)).first()
+def find_turns(conn: Connection, turn_ids: list[uuid.UUID]) -> dict[str, Row]:
+    """The stored turns among ``turn_ids`` (user_id, metadata), by id."""
+    query = sa.select(TURNS.c.id, TURNS.c.user_id, TURNS.c.metadata).where(TURNS.c.id.in_(turn_ids))
+    return {str(row.id): row for row in conn.execute(query)}
 
 
 def check(turn: Row | None, row: dict[str, Any]) -> None:

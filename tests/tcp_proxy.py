@@ -11,7 +11,11 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
 from sqlalchemy.engine import make_url
+
+#: for a test that cuts the network between app and database: SQLite has none, PostgreSQL only
+postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 class TcpProxy:
