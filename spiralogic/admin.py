@@ -11,6 +11,7 @@ import os
 from datetime import datetime, timezone
 from functools import wraps
 
+import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
 from spiralogic import gates, memo, monitoring
@@ -42,12 +43,9 @@ def require_admin(view):
 def status():
     """The service mode (and why, since when), operator switches, recent transitions."""
     state = app_state()
-    mode = state.modes.state()
     return jsonify(
         {
-            "mode": {"current": mode.mode, "reason": mode.reason, "since": mode.since.isoformat() if mode.since else None},
-            "flags": state.flags.all(fresh=True),
-            "transitions": [{**row, "at": row["at"].isoformat()} for row in state.modes.transitions()],
+            **_stored_status(state),
             "worker": {"pid": os.getpid(), "inFlight": state.admission.in_flight, "loopLagMs": round(state.admission.lag_ms, 1)},
             "components": {family: registry.statuses() for family, registry in state.registries.items()},
             "telemetry": dict(state.telemetry.counts),
@@ -60,6 +58,20 @@ def status():
             "counters": dict(state.counters),
         }
     )
+
+
+def _stored_status(state) -> dict:
+    """The mode, switches and transitions, read from the database; null while it is away, when
+    the rest of the status (the journals above all) is what an operator comes for."""
+    try:
+        mode = state.modes.state()
+        return {
+            "mode": {"current": mode.mode, "reason": mode.reason, "since": mode.since.isoformat() if mode.since else None},
+            "flags": state.flags.all(fresh=True),
+            "transitions": [{**row, "at": row["at"].isoformat()} for row in state.modes.transitions()],
+        }
+    except sa.exc.SQLAlchemyError:
+        return {"mode": None, "flags": None, "transitions": None}
 
 
 @bp.post("/cache/clear")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from tcp_proxy import postgresql_only
 
 from spiralogic.flags import DEFAULTS
 from spiralogic.state import app_state
@@ -107,6 +108,19 @@ def test_status_shows_the_workers_counts_and_the_hosts_journals(admin_app):
     body = admin_app.test_client().get("/admin/status", headers=bearer()).get_json()
     assert body["journals"] == {"telemetry": {"pending": 0, "rejected": 0}, "feedback": {"pending": 1, "rejected": 1}}
     assert body["feedback"] == state.ratings.counts and body["telemetry"] == state.telemetry.counts
+
+
+@pytest.mark.postgres
+@postgresql_only
+def test_status_answers_while_the_database_is_away(make_app, database_url, proxy):
+    app = make_app(proxy.url_for(database_url), admin_token=TOKEN)
+    app_state(app).ratings.journal.append([{"id": "a queued rating"}])
+    proxy.cut()
+    response = app.test_client().get("/admin/status", headers=bearer())
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["mode"], body["flags"], body["transitions"]) == (None, None, None)
+    assert body["journals"]["feedback"]["pending"] == 1 and body["worker"]["pid"]
 
 
 def test_status_leaks_no_secret(admin_app):
