@@ -140,10 +140,11 @@ class RatingStore:
         one set aside (once it commits); returns those waiting for their turn row."""
         waiting, refused, stored = [], [], 0
         with self.engine.begin() as conn:
+            journaled = not self.turns_journal.is_empty()  # looked at before the turns, as in _await_turn
             turns = find_turns(conn, [uuid.UUID(row["turn_id"]) for row in rows])
             for row in rows:
                 turn = turns.get(str(uuid.UUID(row["turn_id"])))
-                if turn is None and self._turn_may_arrive(row):
+                if turn is None and self._turn_may_arrive(row, journaled):
                     waiting.append(row)
                     continue
                 try:
@@ -158,10 +159,11 @@ class RatingStore:
         self._count("replayed", stored)
         return waiting
 
-    def _turn_may_arrive(self, row: dict[str, Any]) -> bool:
+    def _turn_may_arrive(self, row: dict[str, Any], journaled: bool) -> bool:
         """Whether a missing turn row may still come: while this host's telemetry journal
-        holds rows, then for ``turn_wait_s`` (a row spilled by another host, or in memory)."""
-        if not self.turns_journal.is_empty():
+        holds rows (``journaled``), then for ``turn_wait_s`` (a row spilled by another host,
+        or in memory)."""
+        if journaled:
             return True
         missing_since = row.setdefault("missing_since", time.time())  # kept with the row while it waits
         return time.time() - missing_since < self.turn_wait_s
