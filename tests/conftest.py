@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
+from tcp_proxy import TcpProxy
 
 os.environ["SPIRALOGIC_ENV"] = "testing"
 
@@ -32,6 +33,13 @@ def database_url(request, tmp_path):
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def proxy(database_url):
+    """A TCP proxy in front of the (PostgreSQL) database, for tests that cut the network."""
+    with TcpProxy.before(database_url) as running:
+        yield running
 
 
 @pytest.fixture

@@ -2,30 +2,26 @@
 
 The blips are real: PostgreSQL sits behind a TCP proxy (tests/tcp_proxy.py)
 that the tests cut (every connection dropped, new ones refused) and restore;
-the server itself is never touched. Three levels: the TelemetryWriter alone,
-the Flask app, and a real gunicorn server with two gevent workers (graceful
-stops, a worker killed with SIGKILL, a restart replaying the journal).
+the server itself is never touched. Two levels here: the TelemetryWriter
+alone, and the Flask app; a real gunicorn server under the same faults (and
+graceful stops, a worker killed with SIGKILL, a restart replaying the
+journal) is in tests/reliability.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import statistics
 import subprocess
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from pathlib import Path
 
-import httpx
 import pytest
-import sqlalchemy as sa
-from live_server import LiveServer
-from tcp_proxy import TcpProxy
+from polling import wait_for
+from reliability.support import stored_ids
+from tcp_proxy import postgresql_only
 
 from spiralogic.db import create_engine
 from spiralogic.journal import CLAIM_MARK, WRITE_MARK, Journal
@@ -34,8 +30,6 @@ from spiralogic.state import app_state
 from spiralogic.telemetry import TelemetryWriter, as_row
 from spiralogic.turn import Turn, TurnRecord
 
-# The blip tests need a network between app and database: PostgreSQL only.
-postgresql_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 TURN = Turn(turn_id="t", request_id="r", user_id="telemetry", text="hello", element="air", orchestrator="baseline")
 BODY = {"userId": "blip-user", "text": "Help me find clarity", "element": "air"}
 
@@ -54,31 +48,6 @@ def record(**fields) -> TurnRecord:
         **fields,
     }
     return TurnRecord(**values)
-
-
-def stored_ids(database_url: str) -> list[str]:
-    """Every row id in the table, read straight from the database (never through the proxy)."""
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            return [str(uuid.UUID(str(value))) for value in conn.execute(sa.text("SELECT id FROM consciousness_turn_meta")).scalars()]
-    finally:
-        engine.dispose()
-
-
-def wait_for(condition, timeout: float, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
-
-
-@pytest.fixture
-def proxy(database_url):
-    with TcpProxy.before(database_url) as running:
-        yield running
 
 
 @pytest.fixture
@@ -325,147 +294,3 @@ def test_fifty_turns_with_the_database_cut_for_thirty_all_answer_and_all_are_sto
     assert wait_for(lambda: telemetry.counts["replayed"] == telemetry.counts["spilled"] > 0, timeout=10)
     assert sorted(stored_ids(database_url)) == sorted(ids)
     assert telemetry.counts["dropped"] == 0 and telemetry.journal.pending() == 0
-
-
-# --- a real gunicorn server ----------------------------------------------------------------------
-
-
-def send_turns(url: str, count: int, threads: int = 4) -> list[tuple[int, str | None, float]]:
-    """(status, turnId, seconds) per turn, each on a new connection so turns spread over workers."""
-
-    def one(i: int):
-        started = time.perf_counter()
-        try:
-            response = http.post("/api/oracle/chat", json={**BODY, "userId": f"u{i}"})
-        except httpx.TransportError:
-            return 0, None, time.perf_counter() - started
-        turn_id = response.json()["data"]["turnId"] if response.status_code == 200 else None
-        return response.status_code, turn_id, time.perf_counter() - started
-
-    with httpx.Client(base_url=url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as http:
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(one, range(count)))
-
-
-def answered(results) -> list[str]:
-    return [turn_id for status, turn_id, _ in results if status == 200]
-
-
-def worker_pids(master: int) -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == master:
-                pids.add(int(entry.name))
-    return pids
-
-
-def journal_of(tmp_path: Path) -> Journal:
-    return Journal(tmp_path / "data" / "telemetry-journal")
-
-
-@pytest.mark.server
-@pytest.mark.postgres
-@postgresql_only
-def test_server_a_three_second_blip_loses_no_turn(database_url, proxy, tmp_path):
-    with LiveServer(tmp_path, proxy.url_for(database_url), workers=2) as live:
-        before = send_turns(live.url, 20)
-        proxy.cut()
-        during = []
-        started = time.monotonic()
-        while time.monotonic() - started < 3:
-            during += send_turns(live.url, 8)
-        proxy.restore()
-        after = send_turns(live.url, 20)
-        live.stop()
-    results = before + during + after
-    ids = answered(results)
-    stored = stored_ids(database_url)
-    up = statistics.median(seconds for *_, seconds in before + after)
-    cut = sorted(seconds for *_, seconds in during)
-    print(
-        f"\nblip: {len(results)} turns sent, {len(ids)} answered ({len(during)} while cut); turn time p50 "
-        f"{up * 1000:.0f} ms up, {statistics.median(cut) * 1000:.0f} ms cut (max {cut[-1] * 1000:.0f} ms); "
-        f"{len(stored)} rows stored; {journal_of(tmp_path).pending()} rows left in the journal"
-    )
-    assert [status for status, *_ in results] == [200] * len(results)  # every turn answered
-    assert cut[-1] < 2.0 and statistics.median(cut) < up * 3 + 0.05
-    assert sorted(stored) == sorted(ids)
-
-
-@pytest.mark.server
-@pytest.mark.postgres
-@postgresql_only
-def test_server_sigterm_with_rows_still_buffered_loses_nothing(database_url, proxy, tmp_path):
-    buffered = {"SPIRALOGIC_TELEMETRY__FLUSH_INTERVAL_MS": "60000", "SPIRALOGIC_TELEMETRY__BATCH_SIZE": "5000"}
-    with LiveServer(tmp_path, proxy.url_for(database_url), workers=2, env=buffered) as live:
-        ids = answered(send_turns(live.url, 30))
-        before_stop = len(stored_ids(database_url))
-        live.stop()
-    stored = stored_ids(database_url)
-    print(f"\nsigterm: {len(ids)} turns answered, {before_stop} rows stored before SIGTERM, {len(stored)} after")
-    assert len(ids) == 30 and before_stop < 30  # the rows really were still in memory
-    assert sorted(stored) == sorted(ids)
-
-
-@pytest.mark.server
-@pytest.mark.postgres
-@postgresql_only
-def test_server_stopped_during_a_blip_spills_and_the_restarted_server_replays_unprompted(database_url, proxy, tmp_path):
-    url = proxy.url_for(database_url)
-    buffered = {"SPIRALOGIC_TELEMETRY__FLUSH_INTERVAL_MS": "60000", "SPIRALOGIC_TELEMETRY__BATCH_SIZE": "5000"}
-    with LiveServer(tmp_path, url, workers=2, env=buffered) as live:
-        ids = answered(send_turns(live.url, 20))
-        proxy.cut()
-        live.stop()  # close() finds the database gone: spill, not loss
-    spilled = journal_of(tmp_path).pending()
-    proxy.restore()
-    with LiveServer(tmp_path, url, workers=2):  # no turn sent: start-up replay only
-        replayed = wait_for(lambda: len(stored_ids(database_url)) == len(ids), timeout=10, every=0.2)
-    stored = stored_ids(database_url)
-    print(f"\nrestart: {len(ids)} answered, {spilled} spilled at SIGTERM, {len(stored)} stored after restart")
-    assert len(ids) == 20 and spilled == 20
-    assert replayed and sorted(stored) == sorted(ids)
-
-
-@pytest.mark.server
-@pytest.mark.postgres
-@postgresql_only
-def test_server_a_killed_worker_loses_at_most_its_rows_in_flight(database_url, proxy, tmp_path):
-    journal = journal_of(tmp_path)
-    with LiveServer(tmp_path, proxy.url_for(database_url), workers=2) as live:
-        master = live.process.pid
-        results = send_turns(live.url, 10)
-        proxy.cut()
-        results += send_turns(live.url, 30)
-        time.sleep(1.0)  # flush interval 200 ms: by now every row so far is spilled
-        workers = worker_pids(master)
-        spilled_by = {pid: sum(1 for p in journal.directory.glob(f"{pid}-*.jsonl")) for pid in workers}
-        victim = max(spilled_by, key=spilled_by.get)
-        victim_rows = sum(len(p.read_text().splitlines()) for p in journal.directory.glob(f"{victim}-*.jsonl"))
-        burst = send_turns(live.url, 10)  # the only rows that can be in a worker's memory now
-        os.kill(victim, signal.SIGKILL)
-        after_kill = send_turns(live.url, 20)  # still cut: the survivor answers, gunicorn respawns
-        assert wait_for(lambda: len(worker_pids(master) - {victim}) == 2, timeout=15), "worker not respawned"
-        proxy.restore()
-        # No traffic: the survivor's timer or the new worker's start-up replay takes the dead worker's files.
-        assert wait_for(lambda: journal.pending() == 0, timeout=15, every=0.2), "journal not replayed"
-        victim_files_left = list(journal.directory.glob(f"{victim}-*"))
-        results += burst + after_kill + send_turns(live.url, 10)
-        live.stop()
-    ids = answered(results)
-    stored = set(stored_ids(database_url))
-    lost = set(ids) - stored
-    print(
-        f"\nkill -9: {len(results)} turns sent, {len(ids)} answered; victim {victim} had spilled {victim_rows} rows "
-        f"in {spilled_by[victim]} files; burst before the kill {len(answered(burst))}; "
-        f"{len(stored)} rows stored, {len(lost)} lost (bound {len(answered(burst))})"
-    )
-    assert len(ids) == len(results)  # the server kept answering
-    assert not victim_files_left and victim_rows > 0
-    assert stored <= set(ids)
-    assert lost <= set(answered(burst))  # only rows still in the dead worker's memory can be gone
