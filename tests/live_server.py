@@ -46,7 +46,11 @@ class LiveServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # __exit__ will not run: a server that never got ready must not outlive the test
+            raise
         return self
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
