@@ -205,9 +205,6 @@ class TelemetryWriter:
             if row is not None:
                 batch.append(row)  # in flight before the hooks run: close() can spill it if one hangs
             self._observe(turn, record)
-            # Under gevent this thread is a greenlet on the requests' event loop, and a get() that
-            # finds a row waiting does not yield: without this a full batch would stall every turn.
-            time.sleep(0)
         return batch, taken, False
 
     def _prepare(self, turn: Turn, record: TurnRecord) -> None:
