@@ -28,7 +28,6 @@ from sqlalchemy.engine import Connection, Engine, Row
 
 from spiralogic.errors import ApiError
 from spiralogic.journal import Journal
-from spiralogic.offload import off_loop
 from spiralogic.schemas import FeedbackRequest
 from spiralogic.tables import ConsciousnessTurnMeta, Feedback
 from spiralogic.telemetry import refused_for_content
@@ -108,7 +107,9 @@ class RatingStore:
 
     def _queue(self, row: dict[str, Any]) -> str:
         try:
-            off_loop(self.journal.append, [row])  # its fsyncs must not stall the worker's other requests
+            # On the event loop, not a native thread: under gevent, closing the directory's fd
+            # after its fsync from another thread can fail once the rating is already kept.
+            self.journal.append([row])
         except OSError:
             log.exception("feedback journal unwritable; the rating of turn %s is refused", row["turn_id"])
             self._count("unavailable")
