@@ -40,7 +40,11 @@ def main() -> None:
     data = tempfile.mkdtemp()
     url = f"sqlite:///{data}/profile.db"
     upgrade(url)
-    app = create_app({"database_url": url, "data_dir": data, "plugins.disabled": args.disable, "evaluator.in_app": False})
+    # As load/bench.py runs the server: no rate limits, and the test client's loopback address is staff.
+    overrides = {"rate_limits.enabled": False, "canary.staff_networks": ["127.0.0.1/32"]}
+    app = create_app(
+        {"database_url": url, "data_dir": data, "plugins.disabled": args.disable, "evaluator.in_app": False, **overrides}
+    )
     client = app.test_client()
 
     def turns(count: int) -> None:
