@@ -229,7 +229,7 @@ class TelemetryWriter:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         try:
-            off_loop(self._store, rows)
+            self._store(rows)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("telemetry write failed (%s); spilling %d rows to the journal", exc.__class__.__name__, len(rows))
             self._spill(rows)
@@ -269,7 +269,8 @@ class TelemetryWriter:
         would fail every replay forever. An outage still raises (caller spills).
         """
         try:
-            self._insert(rows)
+            # Only the database work leaves the loop: the journal's file work below stays on it.
+            off_loop(self._insert, rows)
             return
         except Exception as exc:  # noqa: BLE001 - sorted below: outage or bad content
             if not refused_for_content(exc):
