@@ -50,14 +50,14 @@ def test_server_sigterm_under_load_drains_and_loses_nothing(database_url, proxy,
             stopped = time.monotonic() - signalled
     sent = load.of("turn") + load.of("rating")
     drained = [request for request in sent if request.started < signalled < request.ended and request.answered]
-    refused = [request for request in sent if request.status == 0]
+    refused = [request for request in sent if request.status == 0]  # connection refused, or reset in the backlog
     turns = Counts.of("turn", sent, stored_ids(database_url), f"{in_memory} rows in memory at SIGTERM")
     ratings = Counts.of("rating", sent, rated_turn_ids(database_url))
-    detail = f"{len(drained)} requests in flight at SIGTERM finished, {len(refused)} refused after it; stopped in {stopped:.1f} s"
+    detail = f"{len(drained)} requests in flight at SIGTERM finished, {len(refused)} sent after it not taken; stopped in {stopped:.1f} s"
     report(f"SIGTERM under load ({detail})", turns, ratings)
     assert in_memory > 0 and drained  # the drain had rows and requests to finish
-    assert all(request.started > signalled for request in refused)  # only requests sent after the signal are refused
-    assert set(unanswered(sent)) <= {(0, "ConnectError")}
+    assert not unanswered(request for request in sent if request.started < signalled)  # all sent before it are answered
+    assert {status for status, _ in unanswered(sent)} <= {0}  # after it, no answer (refused, or reset in the backlog), never an error
     assert turns.lost == 0 and ratings.lost == 0 and turns.stored == turns.answered and ratings.stored == ratings.answered
 
 
