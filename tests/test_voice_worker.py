@@ -3,38 +3,25 @@ with its reason, and a worker killed mid-job whose job still completes exactly o
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-from fake_voice_apis import API_KEY, FakeSpeechServer, fake_mp3
-from voice_support import broker, drain_until, worker_for  # noqa: F401 - broker is a fixture
+from fake_voice_apis import fake_mp3
+from voice_support import (  # noqa: F401 - broker and speech_server are fixtures
+    LEASE_S,
+    broker,
+    drain_until,
+    elevenlabs,
+    speech_server,
+    start_worker,
+    voiced_turn,
+    worker_environment,
+    worker_for,
+)
 
-from spiralogic.settings_env import PLAYBOOK_NAMES, SECRET_NAMES
 from spiralogic.voice.service import voice_service
-
-SPIRALOGIC = Path(sys.executable).with_name("spiralogic")
-LEASE_S = 2
-
-
-@pytest.fixture
-def speech_server():
-    with FakeSpeechServer() as server:
-        yield server
-
-
-def elevenlabs(server: FakeSpeechServer) -> dict:
-    return {"voice.backend": "elevenlabs", "plugins.elevenlabs.base_url": server.url, "plugins.elevenlabs.api_key": API_KEY}
-
-
-def voiced_turn(app, user: str = "u") -> dict:
-    response = app.test_client().post("/api/oracle/chat", json={"userId": user, "text": "Help me find clarity", "voice": True})
-    return response.get_json()["data"]["voice"]
 
 
 def test_a_failing_backend_is_retried_with_a_doubling_backoff(make_app, broker, speech_server):
@@ -70,30 +57,6 @@ def test_a_duplicate_delivery_of_a_finished_job_does_nothing(make_app, broker, s
 
 
 # -- A real worker process, killed mid-job -------------------------------------------
-
-
-def worker_environment(app_settings: dict, database_url: str, data_dir: Path, server: FakeSpeechServer) -> dict[str, str]:
-    ours = {**PLAYBOOK_NAMES, **SECRET_NAMES}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SPIRALOGIC_") and key not in ours}
-    env.update(
-        SPIRALOGIC_ENV="testing",
-        SPIRALOGIC_DATABASE_URL=database_url,
-        SPIRALOGIC_DATA_DIR=str(data_dir),
-        SPIRALOGIC_VOICE__BACKEND="elevenlabs",
-        SPIRALOGIC_VOICE__LEASE_S=str(LEASE_S),
-        SPIRALOGIC_PLUGINS__ELEVENLABS__BASE_URL=server.url,
-        ELEVENLABS_API_KEY=API_KEY,
-    )
-    if "voice.broker_url" in app_settings:
-        env.update(
-            SPIRALOGIC_VOICE__BROKER_URL=app_settings["voice.broker_url"], SPIRALOGIC_VOICE__QUEUE_NAME=app_settings["voice.queue_name"]
-        )
-    return env
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
-    with log.open("ab") as out:
-        return subprocess.Popen([str(SPIRALOGIC), "voice-worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_for(predicate, timeout_s: float = 60.0, what: str = "") -> None:

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+from fake_voice_apis import API_KEY, FakeSpeechServer
 from huey import RedisHuey
 
+from spiralogic.settings_env import PLAYBOOK_NAMES, SECRET_NAMES
 from spiralogic.state import app_state
 from spiralogic.voice.service import EXTENSION, VoiceService, build_service, voice_service
 from spiralogic.voice.worker import VoiceWorker
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+SPIRALOGIC = Path(sys.executable).with_name("spiralogic")
+#: the voice lease of real worker processes (s): short, so a lapsed job is taken over quickly
+LEASE_S = 2
 START = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 
 
@@ -70,3 +79,45 @@ def broker(request):
     yield settings
     if settings:
         RedisHuey(settings["voice.queue_name"], url=REDIS_URL).flush()
+
+
+# -- A real worker process ---------------------------------------------------------
+
+
+@pytest.fixture
+def speech_server():
+    with FakeSpeechServer() as server:
+        yield server
+
+
+def elevenlabs(server: FakeSpeechServer) -> dict:
+    return {"voice.backend": "elevenlabs", "plugins.elevenlabs.base_url": server.url, "plugins.elevenlabs.api_key": API_KEY}
+
+
+def voiced_turn(app, user: str = "u") -> dict:
+    response = app.test_client().post("/api/oracle/chat", json={"userId": user, "text": "Help me find clarity", "voice": True})
+    return response.get_json()["data"]["voice"]
+
+
+def worker_environment(app_settings: dict, database_url: str, data_dir: Path, server: FakeSpeechServer) -> dict[str, str]:
+    ours = {**PLAYBOOK_NAMES, **SECRET_NAMES}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SPIRALOGIC_") and key not in ours}
+    env.update(
+        SPIRALOGIC_ENV="testing",
+        SPIRALOGIC_DATABASE_URL=database_url,
+        SPIRALOGIC_DATA_DIR=str(data_dir),
+        SPIRALOGIC_VOICE__BACKEND="elevenlabs",
+        SPIRALOGIC_VOICE__LEASE_S=str(LEASE_S),
+        SPIRALOGIC_PLUGINS__ELEVENLABS__BASE_URL=server.url,
+        ELEVENLABS_API_KEY=API_KEY,
+    )
+    if "voice.broker_url" in app_settings:
+        env.update(
+            SPIRALOGIC_VOICE__BROKER_URL=app_settings["voice.broker_url"], SPIRALOGIC_VOICE__QUEUE_NAME=app_settings["voice.queue_name"]
+        )
+    return env
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen([str(SPIRALOGIC), "voice-worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
