@@ -30,7 +30,7 @@ from spiralogic.errors import ApiError
 from spiralogic.journal import Journal
 from spiralogic.schemas import FeedbackRequest
 from spiralogic.tables import ConsciousnessTurnMeta, Feedback
-from spiralogic.telemetry import refused_for_content
+from spiralogic.telemetry import refusal, refused_for_content, write_sorting_out_refused
 
 log = logging.getLogger(__name__)
 TURNS = ConsciousnessTurnMeta.__table__
@@ -121,20 +121,7 @@ class RatingStore:
     def _replay(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store each rating that passes the rules; returns those still waiting for their turn
         row. An outage raises (the files are tried again later)."""
-        try:
-            return self._replay_together(rows)
-        except Exception as exc:  # noqa: BLE001 - sorted here: outage or bad content
-            if not refused_for_content(exc):
-                raise
-        waiting = []
-        for row in rows:  # find the rows at fault; the others are stored one by one
-            try:
-                waiting += self._replay_together([row])
-            except Exception as exc:  # noqa: BLE001
-                if not refused_for_content(exc):
-                    raise
-                self._set_aside(row, str(getattr(exc, "orig", None) or exc)[:500])
-        return waiting
+        return write_sorting_out_refused(rows, self._replay_together, lambda row, exc: self._set_aside(row, refusal(exc)))
 
     def _replay_together(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One transaction for ``rows``: those that pass the rules are stored, those that break

@@ -267,23 +267,14 @@ class TelemetryWriter:
 
         Otherwise one bad row would spill its whole batch, and its journal file
         would fail every replay forever. An outage still raises (caller spills).
+        Only the database work leaves the event loop: the journal's file work stays on it.
         """
-        try:
-            # Only the database work leaves the loop: the journal's file work below stays on it.
-            off_loop(self._insert, rows)
-            return
-        except Exception as exc:  # noqa: BLE001 - sorted below: outage or bad content
-            if not refused_for_content(exc):
-                raise
-        for row in rows:  # find the bad rows; ids already stored are skipped
-            try:
-                self._insert([row])
-            except Exception as exc:  # noqa: BLE001
-                if not refused_for_content(exc):
-                    raise
-                log.error("telemetry row %s refused by the database (%s); kept aside", row.get("id"), exc.__class__.__name__)
-                self.journal.reject([row], str(exc.orig if getattr(exc, "orig", None) else exc)[:500])
-                self._count("rejected")
+        write_sorting_out_refused(rows, lambda some: off_loop(self._insert, some), self._set_aside)
+
+    def _set_aside(self, row: dict[str, Any], exc: Exception) -> None:
+        log.error("telemetry row %s refused by the database (%s); kept aside", row.get("id"), exc.__class__.__name__)
+        self.journal.reject([row], refusal(exc))
+        self._count("rejected")
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         """Insert rows, ignoring ids already present so replays are idempotent."""
@@ -338,6 +329,37 @@ def refused_for_content(exc: Exception) -> bool:
     """The data is at fault (refused by the database, or a journal row that cannot be
     bound); any other database error is an outage, to be retried or journaled."""
     return isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)) or not isinstance(exc, sa.exc.SQLAlchemyError)
+
+
+def refusal(exc: Exception) -> str:
+    """Why the database refused a row, as kept beside it in the journal."""
+    return str(getattr(exc, "orig", None) or exc)[:500]
+
+
+def write_sorting_out_refused(
+    rows: list[dict[str, Any]],
+    write: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None],
+    set_aside: Callable[[dict[str, Any], Exception], None],
+) -> list[dict[str, Any]]:
+    """``write(rows)`` in one go; when the database refuses some row's content, each row
+    alone, handing the refused ones to ``set_aside``, so one bad row cannot fail the
+    others (nor, journaled, block every replay). An outage raises. Returns the rows
+    ``write`` gave back (those it cannot take yet), all together.
+    """
+    try:
+        return write(rows) or []
+    except Exception as exc:  # noqa: BLE001 - sorted here: outage or bad content
+        if not refused_for_content(exc):
+            raise
+    returned: list[dict[str, Any]] = []
+    for row in rows:  # ids already stored are skipped by the writers, so rewriting is harmless
+        try:
+            returned += write([row]) or []
+        except Exception as exc:  # noqa: BLE001
+            if not refused_for_content(exc):
+                raise
+            set_aside(row, exc)
+    return returned
 
 
 def _bind(row: dict[str, Any]) -> dict[str, Any]:
