@@ -22,8 +22,10 @@ in ``[default.plugins.simulated]``.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+import time
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Iterator, Literal, Mapping
@@ -195,15 +197,18 @@ class SimulatedUpstream:
         plan = self.plan(self._rng(prompt))
         texts = reply_chunks(prompt, self.config.chunks)
         gevent.sleep(plan.hang_s)
-        delays = plan.delays_s
+        # Each chunk is due at its time since the call, as a real stream's bytes arrive
+        # whether or not the reader is awake: a reader that wakes late finds it waiting.
+        dues = list(itertools.accumulate(plan.delays_s, initial=time.monotonic()))[1:]
         for index in range(plan.delivered):
-            gevent.sleep(delays[index])
+            _sleep_until(dues[index])
             yield texts[index]
         if plan.fate in ("error", "cut"):
             # The failure arrives when the next chunk would have (at once if none was left).
-            gevent.sleep(delays[plan.delivered] if plan.delivered < len(delays) else 0.0)
+            if plan.delivered < len(dues):
+                _sleep_until(dues[plan.delivered])
             failure = SimulatedUpstreamError if plan.fate == "error" else SimulatedStreamCut
-            raise failure(f"simulated upstream {plan.fate} after {plan.delivered} of {len(delays)} chunks")
+            raise failure(f"simulated upstream {plan.fate} after {plan.delivered} of {len(dues)} chunks")
 
     def _rng(self, prompt: Prompt) -> random.Random:
         # Seeded draws follow the turn, not call order, so they stay reproducible under concurrency.
@@ -233,6 +238,10 @@ class SimulatedUpstream:
         if fate == "cut":
             return rng.randint(1, max(1, chunks - 1))
         return chunks
+
+
+def _sleep_until(due: float) -> None:
+    gevent.sleep(max(0.0, due - time.monotonic()))
 
 
 def _split_time(seconds: float, parts: int, rng: random.Random) -> tuple[float, ...]:

@@ -110,6 +110,18 @@ def test_streams_the_configured_chunks_over_the_drawn_time():
     assert 0.005 < sorted(times)[2] < 0.5  # median of five near 20 ms; generous for loaded CI
 
 
+def test_a_reader_that_wakes_late_finds_the_chunks_already_due():
+    # A real stream's chunks arrive on the provider's schedule, not the reader's: a reader
+    # stalled for 150 ms after the first chunk (first at 60 ms, last at 200 ms) must not
+    # push the end to 60 + 150 + 140 ms, as sleeping each gap anew would.
+    upstream = provider(latency_p50_ms=200, latency_p95_ms=200, first_chunk_ms=60, chunks=4)
+    started = time.monotonic()
+    for index, _ in enumerate(upstream.generate(prompt())):
+        if index == 0:
+            time.sleep(0.15)
+    assert 0.19 < time.monotonic() - started < 0.3
+
+
 def test_reply_is_readable_text_from_the_prompt():
     text = "".join(provider(latency_p50_ms=1, latency_p95_ms=1, chunks=50).generate(prompt()))
     assert "Help me find clarity" in text and "air" in text
