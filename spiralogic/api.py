@@ -101,10 +101,11 @@ def chat():
         raise ApiError(503, "overloaded", "the service is at capacity; retry shortly", headers={"Retry-After": retry_after})
     try:
         mode = "fallback" if decision is Decision.DEGRADE else state.modes.mode_for_turn()
+        stream = request.accept_mimetypes.best == "text/event-stream"
         turn, events = ChatPipeline(state).start(
-            chat_request, header=header, header_ignored=header_ignored, request_id=current_request_id(), mode=mode
+            chat_request, header=header, header_ignored=header_ignored, request_id=current_request_id(), mode=mode, stream=stream
         )
-        if request.accept_mimetypes.best == "text/event-stream":
+        if stream:
             response = current_app.response_class(server_sent_events(events), mimetype="text/event-stream")
             response.headers["cache-control"] = "no-cache"
         else:

@@ -52,15 +52,25 @@ class ChatPipeline:
         self.voice = voice_service()
 
     def start(
-        self, request: ChatRequest, *, header: str | None, request_id: str, mode: str = "full", header_ignored: bool = False
+        self,
+        request: ChatRequest,
+        *,
+        header: str | None,
+        request_id: str,
+        mode: str = "full",
+        header_ignored: bool = False,
+        stream: bool = True,
     ) -> tuple[Turn, Iterator[Event]]:
         """Route and assess the turn now; return it with the iterator of its events.
 
-        ``mode`` is where the turn starts (the service's mode). The ``done``
+        ``mode`` is where the turn starts (the service's mode). With ``stream``
+        the text comes as ``segment`` events while it arrives, and the ``done``
         event's ``firstTokenMs`` is when the first segment was handed on: a
         streaming caller writes each event as it gets it, so that is the first
-        byte the client sees. ``header_ignored``: a canary header was sent but
-        not admitted; the route reason records it.
+        byte the client sees. Without it only ``done`` comes, and
+        ``firstTokenMs`` is when the orchestrator first produced text.
+        ``header_ignored``: a canary header was sent but not admitted; the
+        route reason records it.
         """
         budget = Budget.start(
             self.settings.soft_budget_ms,
@@ -69,9 +79,9 @@ class ChatPipeline:
             lag=lambda: self.state.admission.lag_ms / 1000,
         )
         turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored)
-        return turn, self._events(turn, orchestrator, budget)
+        return turn, self._events(turn, orchestrator, budget, stream)
 
-    def _events(self, turn: Turn, orchestrator, budget: Budget) -> Iterator[Event]:
+    def _events(self, turn: Turn, orchestrator, budget: Budget, stream: bool) -> Iterator[Event]:
         services = self._services(turn, budget)
         first_token_at = None
         if turn.mode == "fallback":
@@ -79,10 +89,12 @@ class ChatPipeline:
         else:
             # In the turn's context: its request id goes on the orchestrator's log lines too.
             worker = gevent.spawn(contextvars.copy_context().run, self._respond, orchestrator, turn, services)
-            for segment in self._segments(worker, turn, services, budget):
+            for segment in self._segments(worker, turn, services, budget, stream):
                 first_token_at = first_token_at or budget.clock()
                 yield Event("segment", {"text": segment})
             draft = self._outcome(worker, turn)
+            if draft is not None and not stream:
+                first_token_at = services.first_chunk_at
         if draft is None:
             draft = self._fallback(turn, services)
             first_token_at = first_token_at or budget.clock()
@@ -171,14 +183,19 @@ class ChatPipeline:
         finally:
             services.chunks.put(_DONE)
 
-    def _segments(self, worker: gevent.Greenlet, turn: Turn, services: Services, budget: Budget) -> Iterator[str]:
-        """Hand on text as it comes, until the orchestrator is done or the budget is not."""
+    def _segments(self, worker: gevent.Greenlet, turn: Turn, services: Services, budget: Budget, stream: bool) -> Iterator[str]:
+        """Hand on text as it comes, until the orchestrator is done or the budget is not.
+
+        Not streaming, it hands on nothing and wakes only when the orchestrator
+        ends or a budget is due, not once per chunk.
+        """
+        wait_for = (lambda timeout: _next_chunk(services, timeout)) if stream else (lambda timeout: _end_of(worker, timeout))
         while True:
             waiting_for_first = turn.mode == "full" and services.first_chunk_at is None and budget.soft_left() > 0
             timeout = min(budget.soft_left(), budget.work_left()) if waiting_for_first else budget.work_left()
             try:
                 # In slices: the deadline moves earlier when the worker starts to lag mid-wait.
-                item = _next_chunk(services, min(timeout, LAG_RECHECK_S))
+                item = wait_for(min(timeout, LAG_RECHECK_S))
             except Empty:
                 if budget.work_left() <= 0:
                     self._cancel(worker, turn, "hard_budget")
@@ -281,6 +298,13 @@ def _next_chunk(services: Services, timeout: float):
     """
     with gevent.Timeout(timeout, Empty, priority=2):
         return services.chunks.get()
+
+
+def _end_of(worker: gevent.Greenlet, timeout: float):
+    """``_DONE`` once the orchestrator's greenlet has ended, or Empty after ``timeout`` (same timer as ``_next_chunk``)."""
+    with gevent.Timeout(timeout, Empty, priority=2):
+        worker.join()
+    return _DONE
 
 
 def _resonance(turn: Turn, draft: Draft) -> dict[str, Any]:

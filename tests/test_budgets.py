@@ -157,6 +157,16 @@ def test_streaming_sends_segments_before_the_full_reply(make_app):
     assert abs(metadata["firstTokenMs"] - first_at * 1000) < 100
 
 
+def test_a_json_answer_records_when_the_text_first_came_not_when_it_ended(make_app):
+    app = make_app(**simulated(first_chunk_ms=50, latency_p50_ms=400, latency_p95_ms=420, chunks=5))
+    body = timed_chat(app.test_client())[0].get_json()
+    assert body["data"]["mode"] == "full"
+    assert body["meta"]["latencyMs"] >= 380
+    assert 40 <= body["meta"]["firstTokenMs"] < body["meta"]["latencyMs"] - 150
+    _, metadata, _ = stored_row(app, body["data"]["turnId"])
+    assert metadata["firstTokenMs"] == body["meta"]["firstTokenMs"]
+
+
 def test_a_stream_cut_mid_way_ends_as_fallback(make_app):
     app = make_app(**simulated(cut_rate=1.0, chunks=6))
     response = app.test_client().post("/api/oracle/chat", json=BODY, headers={**CANARY, "Accept": "text/event-stream"})
