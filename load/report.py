@@ -90,7 +90,8 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"  - worker {worker['pid']}: CPU {worker['cpu_percent_mean']}% mean / {worker['cpu_percent_max']}% max, "
                 f"RSS {worker['rss_mb_mean']} / {worker['rss_mb_max']} MB "
-                f"({worker['rss_mb_first']} → {worker['rss_mb_last']} MB, slope {worker['rss_slope_mb_per_min']} MB/min)"
+                f"({worker['rss_mb_first']} → {worker['rss_mb_last']} MB, slope {worker['rss_slope_mb_per_min']} MB/min, "
+                f"{worker['rss_slope_last_half_mb_per_min']} MB/min in the second half)"
             )
     if report["warnings"]:
         lines += ["", "**Warnings**", ""] + [f"- {text}" for text in report["warnings"]]

@@ -89,6 +89,8 @@ def _describe(pid: int, rows: list[tuple[float, float, int]]) -> dict:
         "rss_mb_first": _round(rss[0]),
         "rss_mb_last": _round(rss[-1]),
         "rss_slope_mb_per_min": _slope(minutes, rss),
+        # A cache filling up slows to a plateau; a leak keeps its slope in the second half too.
+        "rss_slope_last_half_mb_per_min": _slope(minutes[len(minutes) // 2 :], rss[len(rss) // 2 :]),
         "samples": len(rows),
     }
 
