@@ -52,6 +52,7 @@ FIELDS = (
     "stream",  # 1 when the request asked for text/event-stream
     "error",  # null, "transport:<Exception>", "timeout" or "bad_body:<why>"
     "server_first_token_ms",  # meta.firstTokenMs
+    "server_latency_ms",  # meta.latencyMs: the turn's own clock, from its (lag-backdated) start to its answer
 )
 LAG_PROBE_S = 0.01
 
@@ -133,7 +134,7 @@ def one_request(connection: Connection, plan: Plan, user: int, k: int, stream: b
     if plan.experiment != "none":
         headers["x-experiment-spiralogic"] = plan.experiment
     t0 = time.perf_counter()
-    row = [round(t0 - t_base, 4), None, None, None, None, None, None, int(stream), None, None]
+    row = [round(t0 - t_base, 4), None, None, None, None, None, None, int(stream), None, None, None]
     try:
         with gevent.Timeout(plan.timeout):
             response = connection.request(body, headers)
@@ -174,6 +175,7 @@ def _read_payload(row: list, payload: dict | None) -> None:
     row[4] = data.get("mode", row[4])  # the mode the turn ran in (a stream's header is its start mode)
     row[6] = meta.get("cacheHit")
     row[9] = meta.get("firstTokenMs")
+    row[10] = meta.get("latencyMs")
 
 
 def run_user(user: int, plan: Plan, t_base: float, stop_at: float, rows: list) -> None:

@@ -77,6 +77,7 @@ def markdown(report: dict) -> str:
     row("P50 / P95 ms, 200s only", [f"{_fmt(s['ok_latency_ms']['p50'])} / {_fmt(s['ok_latency_ms']['p95'])}" for _, s in columns])
     row("first token P95 ms (client, streamed)", [_fmt(s["first_token_ms"]["p95"]) for _, s in columns])
     row("first token P95 ms (server meta)", [_fmt(s["server_first_token_ms"]["p95"]) for _, s in columns])
+    row("P99 / max ms (server meta)", [f"{_fmt(s['server_latency_ms']['p99'])} / {_fmt(s['server_latency_ms']['max'])}" for _, s in columns])
     row("error rate", [_pct(s["error_rate"]) for _, s in columns])
     row("cache-hit ratio", [_pct(s["cache_hit_ratio"]) for _, s in columns])
     row("server CPU % (all workers) mean / max", [_resource_cells(s)[0] for _, s in columns])

@@ -52,6 +52,8 @@ def summarize(run: dict) -> dict:
         "ok_latency_ms": latency_stats([row["latency_ms"] for row in answered if row["status"] == 200 and not row["error"]]),
         "first_token_ms": latency_stats([row["first_token_ms"] for row in streamed]),
         "server_first_token_ms": latency_stats([row["server_first_token_ms"] for row in answered if row["server_first_token_ms"] is not None]),
+        # Beside the client's latency: the difference is time spent outside the turn (accept queue, parsing, writing).
+        "server_latency_ms": latency_stats([row["server_latency_ms"] for row in answered if row["server_latency_ms"] is not None]),
         "streamed_requests": sum(1 for row in measured if row["stream"]),
         "error_rate": _r(len(errors) / n, 4) if n else None,
         "status_counts": _counts(measured),
