@@ -103,7 +103,13 @@ def chat():
         mode = "fallback" if decision is Decision.DEGRADE else state.modes.mode_for_turn()
         stream = request.accept_mimetypes.best == "text/event-stream"
         turn, events = ChatPipeline(state).start(
-            chat_request, header=header, header_ignored=header_ignored, request_id=current_request_id(), mode=mode, stream=stream
+            chat_request,
+            header=header,
+            header_ignored=header_ignored,
+            request_id=current_request_id(),
+            mode=mode,
+            stream=stream,
+            overloaded=decision is Decision.DEGRADE,
         )
         if stream:
             response = current_app.response_class(server_sent_events(events), mimetype="text/event-stream")

@@ -22,7 +22,7 @@ from gevent.queue import Empty
 from spiralogic import guardrails
 from spiralogic.budget import Budget, BudgetExceeded
 from spiralogic.components import ComponentUnavailable
-from spiralogic.history import load_history
+from spiralogic.history import UserHistory, load_history
 from spiralogic.routing import Rollout, Route, choose_route
 from spiralogic.schemas import ChatRequest
 from spiralogic.services import Services
@@ -60,6 +60,7 @@ class ChatPipeline:
         mode: str = "full",
         header_ignored: bool = False,
         stream: bool = True,
+        overloaded: bool = False,
     ) -> tuple[Turn, Iterator[Event]]:
         """Route and assess the turn now; return it with the iterator of its events.
 
@@ -70,7 +71,10 @@ class ChatPipeline:
         byte the client sees. Without it only ``done`` comes, and
         ``firstTokenMs`` is when the orchestrator first produced text.
         ``header_ignored``: a canary header was sent but not admitted; the
-        route reason records it.
+        route reason records it. ``overloaded``: admission shed the turn; it
+        skips the history read, the costliest step that only personalises
+        (guardrails treat an unknown history cautiously), and records
+        ``overload`` among its degradations.
         """
         budget = Budget.start(
             self.settings.soft_budget_ms,
@@ -78,7 +82,7 @@ class ChatPipeline:
             self.settings.budgets.fallback_reserve_ms,
             lag=lambda: self.state.admission.lag_ms / 1000,
         )
-        turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored)
+        turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored, overloaded)
         return turn, self._events(turn, orchestrator, budget, stream)
 
     def _events(self, turn: Turn, orchestrator, budget: Budget, stream: bool) -> Iterator[Event]:
@@ -107,7 +111,7 @@ class ChatPipeline:
         self.state.telemetry.submit(turn, self._record(turn, draft, services.tokens, latency_ms, first_token_ms))
         yield Event("done", self._body(turn, draft, latency_ms, first_token_ms, voice))
 
-    def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str, header_ignored: bool):
+    def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str, header_ignored: bool, overloaded: bool):
         route = choose_route(
             header,
             request.userId,
@@ -130,7 +134,8 @@ class ChatPipeline:
             route_reason=route.reason,
             mode=mode,
             challenge_intensity=self.settings.shadow_challenge_intensity,
-            history=load_history(self.state.engine, request.userId),
+            history=UserHistory(known=False) if overloaded else load_history(self.state.engine, request.userId),
+            degradations=["overload"] if overloaded else [],
         )
         turn.assessment = guardrails.assess(self.state.pm, turn, self.state.plugin_config)
         return turn, orchestrator

@@ -188,6 +188,27 @@ def test_a_lagging_worker_stops_waiting_earlier_by_its_lag(make_app):
     assert wall < HARD_S
 
 
+def test_a_turn_shed_under_overload_answers_fallback_without_reading_the_history(make_app):
+    app = make_app(**{"admission.degrade_lag_ms": 100, "admission.reject_lag_ms": 2000})
+    client = app.test_client()
+    user = {"userId": "shed-user", "element": "water"}
+    client.post("/api/oracle/chat", json={**user, "text": "I pray for guidance every morning"}, headers=CANARY)
+    app_state(app).telemetry.flush()
+
+    def turn(text):
+        body = client.post("/api/oracle/chat", json={**user, "text": text}, headers=CANARY).get_json()
+        return stored_row(app, body["data"]["turnId"])
+
+    mode, metadata, _ = turn("How should I begin today")
+    assert mode == "full" and metadata["worldview"] == "spiritual"  # remembered from the first turn
+    assert metadata["guardrails"]["worldview_signal"] == "history"
+    app_state(app).admission.lag_ms = 400.0  # past degrade_lag_ms: the worker is saturated
+    mode, metadata, _ = turn("How should I begin today")
+    assert mode == "fallback" and metadata["degradations"] == ["overload"]
+    # No history read: the cautious default, as when the history cannot be read.
+    assert metadata["worldview"] == "pragmatic" and metadata["guardrails"]["worldview_signal"] == "default"
+
+
 def test_the_budget_counts_the_loop_lag_before_the_start_and_before_the_deadline():
     now, lag = [100.0], [0.05]
     budget = Budget.start(450, 700, 30, clock=lambda: now[0], lag=lambda: lag[0])
