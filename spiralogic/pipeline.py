@@ -14,6 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Iterator
 
 import gevent
@@ -194,7 +195,7 @@ class ChatPipeline:
         Not streaming, it hands on nothing and wakes only when the orchestrator
         ends or a budget is due, not once per chunk.
         """
-        wait_for = (lambda timeout: _next_chunk(services, timeout)) if stream else (lambda timeout: _end_of(worker, timeout))
+        wait_for = partial(_next_chunk, services) if stream else partial(_end_of, worker)
         while True:
             waiting_for_first = turn.mode == "full" and services.first_chunk_at is None and budget.soft_left() > 0
             timeout = min(budget.soft_left(), budget.work_left()) if waiting_for_first else budget.work_left()
