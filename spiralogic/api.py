@@ -100,7 +100,8 @@ def chat():
         retry_after = str(state.settings.admission.retry_after_s)
         raise ApiError(503, "overloaded", "the service is at capacity; retry shortly", headers={"Retry-After": retry_after})
     try:
-        mode = "fallback" if decision is Decision.DEGRADE else state.modes.mode_for_turn()
+        shed = decision is Decision.DEGRADE
+        mode = "fallback" if shed else state.modes.mode_for_turn()
         stream = request.accept_mimetypes.best == "text/event-stream"
         turn, events = ChatPipeline(state).start(
             chat_request,
@@ -109,7 +110,7 @@ def chat():
             request_id=current_request_id(),
             mode=mode,
             stream=stream,
-            overloaded=decision is Decision.DEGRADE,
+            overloaded=shed,
         )
         if stream:
             response = current_app.response_class(server_sent_events(events), mimetype="text/event-stream")
