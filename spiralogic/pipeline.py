@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gevent
 from gevent.queue import Empty
@@ -195,13 +195,13 @@ class ChatPipeline:
         Not streaming, it hands on nothing and wakes only when the orchestrator
         ends or a budget is due, not once per chunk.
         """
-        wait_for = partial(_next_chunk, services) if stream else partial(_end_of, worker)
+        wait = services.chunks.get if stream else partial(_joined, worker)
         while True:
             waiting_for_first = turn.mode == "full" and services.first_chunk_at is None and budget.soft_left() > 0
             timeout = min(budget.soft_left(), budget.work_left()) if waiting_for_first else budget.work_left()
             try:
                 # In slices: the deadline moves earlier when the worker starts to lag mid-wait.
-                item = wait_for(min(timeout, LAG_RECHECK_S))
+                item = _within(min(timeout, LAG_RECHECK_S), wait)
             except Empty:
                 if budget.work_left() <= 0:
                     self._cancel(worker, turn, "hard_budget")
@@ -295,21 +295,20 @@ class ChatPipeline:
         }
 
 
-def _next_chunk(services: Services, timeout: float):
-    """The next chunk, or Empty after ``timeout``.
+def _within(timeout: float, wait: Callable[[], Any]):
+    """What ``wait()`` returns, or Empty after ``timeout``.
 
     The timer has libev's highest priority: on a saturated loop it runs before the
     I/O callbacks of the same iteration (gevent's own timeouts run after them),
     which is most of how late a deadline would otherwise fire.
     """
     with gevent.Timeout(timeout, Empty, priority=2):
-        return services.chunks.get()
+        return wait()
 
 
-def _end_of(worker: gevent.Greenlet, timeout: float):
-    """``_DONE`` once the orchestrator's greenlet has ended, or Empty after ``timeout`` (same timer as ``_next_chunk``)."""
-    with gevent.Timeout(timeout, Empty, priority=2):
-        worker.join()
+def _joined(worker: gevent.Greenlet):
+    """``_DONE``, once the orchestrator's greenlet has ended."""
+    worker.join()
     return _DONE
 
 
