@@ -16,6 +16,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+def no_lag() -> float:
+    """The lag of a clock whose timers fire on time (tests, the CLI)."""
+    return 0.0
+
+
 class BudgetExceeded(Exception):
     """The turn's hard budget ran out while work was still under way."""
 
@@ -28,11 +33,11 @@ class Budget:
     reserve: float
     clock: Callable[[], float] = time.monotonic
     #: how late the worker's timers fire now (seconds)
-    lag: Callable[[], float] = lambda: 0.0
+    lag: Callable[[], float] = no_lag
 
     @classmethod
     def start(
-        cls, soft_ms: int, hard_ms: int, reserve_ms: int, clock: Callable[[], float] = time.monotonic, lag: Callable[[], float] = lambda: 0.0
+        cls, soft_ms: int, hard_ms: int, reserve_ms: int, clock: Callable[[], float] = time.monotonic, lag: Callable[[], float] = no_lag
     ) -> Budget:
         now = clock()
         # The request waited about as long as the loop lags before this code could run.
