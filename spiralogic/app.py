@@ -24,6 +24,7 @@ from spiralogic.db import create_engine
 from spiralogic.errors import register_error_handlers
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
+from spiralogic.history import HistoryMemo
 from spiralogic.journal import Journal
 from spiralogic.metrics import build_metrics
 from spiralogic.modes import ModeController
@@ -85,7 +86,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
     )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, plugin_config
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, _history(settings, engine), plugin_config
     )
 
     logging_setup.init_app(app, api.request_id)
@@ -148,6 +149,10 @@ def _admission(settings) -> Admission:
         degrade_lag_ms=rules.degrade_lag_ms,
         reject_lag_ms=rules.reject_lag_ms,
     )
+
+
+def _history(settings, engine) -> HistoryMemo:
+    return HistoryMemo(engine, fresh_s=settings.history.memo_ms / 1000, users=settings.history.memo_users)
 
 
 def _cache_config(settings) -> dict[str, Any]:

@@ -45,6 +45,7 @@ def feedback():
     state = app_state()
     value = sentiment(body.rating, scale)
     feedback_id, queued = state.ratings.submit(new_rating(body, value), row_wait_s(state.settings.telemetry.flush_interval_ms))
+    state.history.forget(body.userId)
     data = {"feedbackId": feedback_id, "turnId": str(body.turnId), "sentiment": value}
     if queued:
         return jsonify({"data": {**data, "status": "queued"}}), 202

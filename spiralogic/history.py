@@ -5,17 +5,27 @@ the intensity of their last challenge and the feedback they gave on it. Both
 come from the turn rows joined with the feedback table, in one indexed query; if
 the database cannot answer, the turn gets an empty history, which guardrails
 treat cautiously (no escalation).
+
+Each worker keeps what it read for a moment (:class:`HistoryMemo`), so a user's
+turns in quick succession cost one query, not one each.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import sqlalchemy as sa
+from cachetools import TTLCache
 from sqlalchemy.engine import Engine
 
 from spiralogic.tables import ConsciousnessTurnMeta, Feedback
+
+if TYPE_CHECKING:
+    from spiralogic.turn import TurnRecord  # turn.py imports this module
 
 log = logging.getLogger(__name__)
 TURNS = ConsciousnessTurnMeta.__table__
@@ -53,15 +63,30 @@ class UserHistory:
     known: bool = True
 
 
-def load_history(engine: Engine, user_id: str) -> UserHistory:
+class RecentTurn(NamedTuple):
+    """One row of the recent-turns query."""
+
+    worldview: str | None
+    challenge: str | None
+    sentiment: int | None
+    accepted_challenge: bool | None
+
+
+def read_recent(engine: Engine, user_id: str) -> list[RecentTurn] | None:
+    """The user's last turns, most recent first; None when the database cannot answer."""
     try:
         with engine.connect() as conn:
-            rows = conn.execute(RECENT, {"user_id": user_id}).all()
+            return [RecentTurn(*row) for row in conn.execute(RECENT, {"user_id": user_id})]
     except sa.exc.SQLAlchemyError as exc:
         log.warning("history of a user unreadable (%s); treating it as unknown", type(exc).__name__)
+        return None
+
+
+def history_of(recent: Sequence[RecentTurn] | None) -> UserHistory:
+    if recent is None:
         return UserHistory(known=False)
-    worldviews = [row.worldview for row in rows if row.worldview]
-    challenged = next((row for row in rows if row.challenge), None)
+    worldviews = [turn.worldview for turn in recent if turn.worldview]
+    challenged = next((turn for turn in recent if turn.challenge), None)
     if challenged is None:
         return UserHistory(worldviews=worldviews)
     return UserHistory(
@@ -70,3 +95,61 @@ def load_history(engine: Engine, user_id: str) -> UserHistory:
         last_challenge_sentiment=challenged.sentiment,
         last_challenge_accepted=challenged.accepted_challenge,
     )
+
+
+def load_history(engine: Engine, user_id: str) -> UserHistory:
+    return history_of(read_recent(engine, user_id))
+
+
+class HistoryMemo:
+    """One worker's recent reads of its users' histories, kept ``fresh_s`` seconds.
+
+    The read is the costliest step of a turn. A user who sends turns in quick
+    succession gets one read, and on top of it every turn this worker has
+    answered since, added as it is recorded, so the worker never misses its own
+    turns. What another worker answered, or a rating it took, shows once the
+    entry expires. That is the staleness the database itself has: a turn's row
+    reaches it only within a telemetry flush interval, so with ``fresh_s`` no
+    longer than that interval a turn sees what it would have seen anyway.
+    A rating taken here drops the user's entry at once.
+    """
+
+    def __init__(self, engine: Engine, *, fresh_s: float, users: int, timer: Callable[[], float] = time.monotonic):
+        self.engine = engine
+        self._recent: TTLCache[str, list[RecentTurn]] | None = (
+            TTLCache(maxsize=users, ttl=fresh_s, timer=timer) if fresh_s > 0 else None
+        )
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+
+    def load(self, user_id: str) -> UserHistory:
+        if self._recent is None:
+            return load_history(self.engine, user_id)
+        with self._lock:
+            recent = self._recent.get(user_id)
+        if recent is None:
+            recent = read_recent(self.engine, user_id)
+            if recent is None:
+                return UserHistory(known=False)  # not kept: the next turn tries the database again
+            with self._lock:
+                self._recent[user_id] = recent
+        return history_of(recent)
+
+    def remember(self, record: TurnRecord) -> None:
+        """Put a turn this worker answered on top of its user's entry, if there is one.
+
+        In place: the entry's expiry stays that of its read from the database.
+        """
+        if self._recent is None:
+            return
+        turn = RecentTurn(record.metadata.get("worldview"), record.metadata.get("challenge"), None, None)
+        with self._lock:
+            recent = self._recent.get(record.user_id)
+            if recent is not None:
+                recent.insert(0, turn)
+                del recent[RECENT_TURNS:]
+
+    def forget(self, user_id: str) -> None:
+        """Drop the user's entry: their feedback changed what the database would answer."""
+        if self._recent is not None:
+            with self._lock:
+                self._recent.pop(user_id, None)

@@ -23,7 +23,7 @@ from gevent.queue import Empty
 from spiralogic import guardrails
 from spiralogic.budget import Budget, BudgetExceeded
 from spiralogic.components import ComponentUnavailable
-from spiralogic.history import UserHistory, load_history
+from spiralogic.history import UserHistory
 from spiralogic.routing import Rollout, Route, choose_route
 from spiralogic.schemas import ChatRequest
 from spiralogic.services import Services
@@ -109,7 +109,9 @@ class ChatPipeline:
         latency_ms = budget.elapsed_ms()
         first_token_ms = budget.elapsed_ms(first_token_at)
         turn.reply = draft
-        self.state.telemetry.submit(turn, self._record(turn, draft, services.tokens, latency_ms, first_token_ms))
+        record = self._record(turn, draft, services.tokens, latency_ms, first_token_ms)
+        self.state.telemetry.submit(turn, record)
+        self.state.history.remember(record)
         yield Event("done", self._body(turn, draft, latency_ms, first_token_ms, voice))
 
     def _begin(self, request: ChatRequest, header: str | None, request_id: str, mode: str, header_ignored: bool, overloaded: bool):
@@ -135,7 +137,7 @@ class ChatPipeline:
             route_reason=route.reason,
             mode=mode,
             challenge_intensity=self.settings.shadow_challenge_intensity,
-            history=UserHistory(known=False) if overloaded else load_history(self.state.engine, request.userId),
+            history=UserHistory(known=False) if overloaded else self.state.history.load(request.userId),
             degradations=["overload"] if overloaded else [],
         )
         turn.assessment = guardrails.assess(self.state.pm, turn, self.state.plugin_config)

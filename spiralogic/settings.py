@@ -119,6 +119,8 @@ VALIDATORS = [
     _number("voice.retry_backoff_s", "voice.tags_off_p95_s", "voice.daily_budget_usd", kind=(int, float), gte=0),
     _number("telemetry.queue_size", "telemetry.batch_size", gt=0),
     _number("telemetry.flush_interval_ms", gt=0),
+    _number("history.memo_ms", gte=0),
+    _number("history.memo_users", gt=0),
     _number("feedback.turn_wait_s", kind=(int, float), gte=0),
     Validator("plugins.disabled", "plugins.allowed", must_exist=True, is_type_of=list),
     Validator("admin_token", must_exist=True, is_type_of=str),

@@ -17,6 +17,7 @@ from spiralogic.alerting import AlertEngine
 from spiralogic.components import Registry
 from spiralogic.evaluator import Evaluator
 from spiralogic.flags import RuntimeFlags
+from spiralogic.history import HistoryMemo
 from spiralogic.metrics import Metrics
 from spiralogic.modes import ModeController
 from spiralogic.rating_store import RatingStore
@@ -43,6 +44,7 @@ class AppState:
     alerts: AlertEngine
     rollout: RolloutControl
     ratings: RatingStore
+    history: HistoryMemo
     #: a plugin's own settings table, by plugin name
     plugin_config: Callable[[str], Mapping[str, Any]]
     counters: Counter = field(default_factory=Counter)

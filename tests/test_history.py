@@ -1,0 +1,86 @@
+"""The history a turn's guardrails read, and each worker's short memo of it, on real databases."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from tcp_proxy import postgresql_only
+from test_shadow_work import walk
+from test_worldview import stored_metadata
+
+from spiralogic.history import HistoryMemo
+from spiralogic.state import app_state
+
+PRAGMATIC = "What are the steps to change careers?"
+NO_SIGNAL = "What should I do next?"
+
+
+def history_reads(engine) -> list[str]:
+    """Every recent-turns query the engine runs from now on."""
+    reads: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if "feedback.accepted_challenge" in statement:
+            reads.append(statement)
+
+    return reads
+
+
+def say(app, user: str, text: str) -> dict:
+    response = app.test_client().post("/api/oracle/chat", json={"userId": user, "text": text, "element": "air"})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["data"]
+
+
+def worldview_of(app, turn_id: str) -> tuple[str, str]:
+    metadata = stored_metadata(app, turn_id)
+    return metadata["worldview"], metadata["guardrails"]["worldview_signal"]
+
+
+def test_turns_in_quick_succession_read_once_and_see_the_turns_before_them(make_app, database_url):
+    app = make_app(database_url, **{"history.memo_ms": 60_000})
+    reads = history_reads(app_state(app).engine)
+    say(app, "quick", PRAGMATIC)
+    # No flush: the first turn's row may not be stored yet, but this worker answered it.
+    second = say(app, "quick", NO_SIGNAL)
+    third = say(app, "quick", NO_SIGNAL)
+    assert len(reads) == 1
+    assert worldview_of(app, second["turnId"]) == worldview_of(app, third["turnId"]) == ("pragmatic", "history")
+
+
+def test_with_the_memo_off_every_turn_reads(make_app):
+    app = make_app(**{"history.memo_ms": 0})
+    reads = history_reads(app_state(app).engine)
+    for _ in range(3):
+        say(app, "every-time", NO_SIGNAL)
+    assert len(reads) == 3
+
+
+def test_an_entry_expires_and_then_shows_what_another_worker_recorded(make_app, database_url):
+    app = make_app(database_url)  # the other worker
+    now = [0.0]
+    memo = HistoryMemo(app_state(app).engine, fresh_s=0.2, users=10, timer=lambda: now[0])
+    assert memo.load("shared").worldviews == []
+    say(app, "shared", PRAGMATIC)
+    app_state(app).telemetry.flush()
+    assert memo.load("shared").worldviews == []  # still fresh: what this worker read
+    now[0] += 0.25
+    assert memo.load("shared").worldviews == ["pragmatic"]
+
+
+def test_a_rating_drops_the_users_entry_so_consent_follows_it_at_once(make_app):
+    app = make_app(shadow_challenge_intensity="high", **{"history.memo_ms": 60_000})
+    # The negative rating must step the next challenge down, although the memo is fresh for a minute.
+    assert walk(app, "turned", [5, 5, -1]) == ["low", "med", "high", "med"]
+
+
+@pytest.mark.postgres
+@postgresql_only
+def test_an_unreadable_history_is_not_kept(make_app, database_url, proxy):
+    app = make_app(proxy.url_for(database_url))
+    memo = HistoryMemo(app_state(app).engine, fresh_s=60, users=10)
+    proxy.cut()
+    assert memo.load("blip").known is False
+    proxy.restore()
+    assert memo.load("blip").known is True  # read again, not the failure remembered
