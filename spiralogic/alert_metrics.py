@@ -24,6 +24,8 @@ AGGREGATED = {
     "fallback_rate": "fallback_rate",
     "cache_hit_rate": "cache_hit_ratio",
 }
+#: the aggregated metrics that need every value of the window ranked, not just counted
+RANKED = {"latency_p50_ms", "latency_p95_ms", "first_token_p95_ms"}
 BASELINE_SPAN = timedelta(hours=24)
 
 Extra = Callable[[Engine, datetime, datetime, "str | None"], "float | None"]
@@ -32,20 +34,22 @@ Extra = Callable[[Engine, datetime, datetime, "str | None"], "float | None"]
 def metric_source(engine: Engine, extra: dict[str, Extra] | None = None) -> MetricSource:
     """Alert metrics over ``engine``; ``extra`` adds metrics other parts of the service own."""
     computed: dict[str, Extra] = {**COMPUTED, **(extra or {})}
-    this_round: dict[tuple[datetime, datetime, str | None], monitoring.Aggregate] = {}
+    this_round: dict[tuple[datetime, datetime, str | None, bool], monitoring.Aggregate] = {}
 
-    def aggregate(since: datetime, until: datetime, orchestrator: str | None) -> monitoring.Aggregate:
-        # The rules of one round share its end, and most share a window: query each window once.
+    def aggregate(since: datetime, until: datetime, orchestrator: str | None, ranked: bool) -> monitoring.Aggregate:
+        # The rules of one round share its end, and most share a window: query each window once,
+        # and rank its values only for a rule that reads a percentile.
         if this_round and next(iter(this_round))[1] != until:
             this_round.clear()
-        key = (since, until, orchestrator)
+        full = (since, until, orchestrator, True)
+        key = full if ranked or full in this_round else (since, until, orchestrator, False)
         if key not in this_round:
-            this_round[key] = monitoring.window_aggregate(engine, since, until, orchestrator)
+            this_round[key] = monitoring.window_aggregate(engine, since, until, orchestrator, percentiles=key[3])
         return this_round[key]
 
     def value(name: str, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
         if name in AGGREGATED:
-            window = aggregate(since, until, orchestrator)
+            window = aggregate(since, until, orchestrator, name in RANKED)
             return getattr(window, AGGREGATED[name]) if window.count else None
         if name in computed:
             return computed[name](engine, since, until, orchestrator)

@@ -324,15 +324,21 @@ def quality_by_orchestrator(
         return [OrchestratorQuality(name, n, scored, _float(mean)) for name, n, scored, mean in conn.execute(query)]
 
 
-def window_aggregate(bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None) -> Aggregate:
+def window_aggregate(
+    bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None, *, percentiles: bool = True
+) -> Aggregate:
     """The gates' measures over the whole window: percentiles over all of its rows."""
-    return span_aggregates(bind, [(since, until)], orchestrator)[0]
+    return span_aggregates(bind, [(since, until)], orchestrator, percentiles=percentiles)[0]
 
 
-def span_aggregates(bind: Bind, spans: Sequence[tuple[datetime, datetime]], orchestrator: str | None = None) -> list[Aggregate]:
+def span_aggregates(
+    bind: Bind, spans: Sequence[tuple[datetime, datetime]], orchestrator: str | None = None, *, percentiles: bool = True
+) -> list[Aggregate]:
     """One :class:`Aggregate` per ``(since, until)`` span, in one pass; spans may overlap.
 
-    A span without turns gets an empty aggregate (count 0).
+    A span without turns gets an empty aggregate (count 0). Without ``percentiles``
+    only the counts are taken (the percentiles stay None): ranking every value is
+    most of the cost, and grows with the traffic in the span.
     """
     aggregates = []
     with _connection(bind) as conn:
@@ -340,8 +346,8 @@ def span_aggregates(bind: Bind, spans: Sequence[tuple[datetime, datetime]], orch
         for first in range(0, len(spans), SPANS_PER_QUERY):
             grouping = _by_spans(spans[first : first + SPANS_PER_QUERY], orchestrator)
             counts = _counts(conn, grouping)
-            latency = _percentiles(conn, grouping, LATENCY, (0.5, 0.95))
-            first_token = _percentiles(conn, grouping, FIRST_TOKEN, (0.95,))
+            latency = _percentiles(conn, grouping, LATENCY, (0.5, 0.95)) if percentiles else {}
+            first_token = _percentiles(conn, grouping, FIRST_TOKEN, (0.95,)) if percentiles else {}
             chunk = range(min(SPANS_PER_QUERY, len(spans) - first))
             aggregates += [_aggregate(counts.get(n), latency.get(n), first_token.get(n)) for n in chunk]
     return aggregates

@@ -216,18 +216,23 @@ def test_tokens_surge_compares_with_the_day_before(make_app, database_url):
     assert metric_source(engine)("tokens_vs_24h", T0, T0 + timedelta(hours=1), None) == pytest.approx(1.6)
 
 
-def test_rules_sharing_a_window_query_it_once_per_round(database_url, make_app):
+def test_rules_sharing_a_window_query_it_once_per_round_and_rank_it_only_for_a_percentile(database_url, make_app):
     engine = app_state(make_app(database_url)).engine
     write_turns(engine, T0, 3, error_every=4)
     statements = []
     sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: statements.append(sql))
     value = metric_source(engine)
     now = at(180)
-    first = [value(name, now - timedelta(seconds=60), now, "spiralogic") for name in ("latency_p95_ms", "error_rate", "fallback_rate")]
-    queries_per_window = len(statements)
-    assert first == [200, 0.25, 0.0] and queries_per_window > 0
-    value("latency_p50_ms", now - timedelta(seconds=60), now, "spiralogic")
-    assert len(statements) == queries_per_window  # the same window in the same round: no query
-    value("error_rate", now - timedelta(seconds=60), now, None)
-    value("error_rate", now - timedelta(seconds=50), at(190), "spiralogic")  # another orchestrator, the next round
-    assert len(statements) == 3 * queries_per_window
+    minute = (now - timedelta(seconds=60), now, "spiralogic")
+    assert value("error_rate", *minute) == 0.25
+    counted = len(statements)
+    assert counted == 1  # counts alone: no percentile ranked
+    assert [value(name, *minute) for name in ("latency_p95_ms", "fallback_rate")] == [200, 0.0]
+    ranked = len(statements) - counted
+    assert ranked > counted  # the counts again, with the latency and first-token ranks
+    value("latency_p50_ms", *minute)
+    value("cache_hit_rate", *minute)
+    assert len(statements) == counted + ranked  # the same window in the same round: no query
+    value("error_rate", now - timedelta(seconds=60), now, None)  # another orchestrator
+    value("latency_p95_ms", now - timedelta(seconds=50), at(190), "spiralogic")  # the next round
+    assert len(statements) == 2 * counted + 2 * ranked
