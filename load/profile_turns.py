@@ -51,7 +51,11 @@ def main() -> None:
         for i in range(count):
             text, element = CASES[i % len(CASES)]
             body = {"userId": f"profile-{i % 40}", "text": text, "element": element}
-            client.post("/api/oracle/chat", json=body, headers={"x-experiment-spiralogic": "on"})
+            response = client.post("/api/oracle/chat", json=body, headers={"x-experiment-spiralogic": "on"})
+            # Closed as a server closes it: that ends the turn's admission slot.
+            response.close()
+            if response.status_code != 200:
+                raise SystemExit(f"turn {i} answered {response.status_code}: {response.get_data(as_text=True)}")
         app_state(app).telemetry.flush()
 
     turns(20)  # warm caches, imports and the classifier
