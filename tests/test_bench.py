@@ -62,3 +62,17 @@ def test_the_bench_runs_on_postgresql_in_a_schema_of_its_own(tmp_path):
         left = conn.execute(sa.text("SELECT count(*) FROM information_schema.schemata WHERE schema_name = :s"), {"s": schema}).scalar()
     admin.dispose()
     assert left == 0
+
+
+@pytest.mark.parametrize(
+    "script, argv, printed",
+    [
+        # Past 800 turns: a turn left open would hold its admission slot and the rest would be refused.
+        ("profile_turns.py", ["--turns", "900"], r"[\d.]+ ms per turn over 900 turns"),
+        ("alert_round.py", ["--rate", "20", "--rounds", "2"], r"6000 turns in 300 s \(20/s\): alert round \d+ ms"),
+    ],
+)
+def test_the_in_process_measures_run(script, argv, printed):
+    run = subprocess.run([sys.executable, f"load/{script}", *argv], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert re.search(printed, run.stdout), run.stdout
