@@ -44,7 +44,7 @@ def metric_source(engine: Engine, extra: dict[str, Extra] | None = None) -> Metr
         full = (since, until, orchestrator, True)
         key = full if ranked or full in this_round else (since, until, orchestrator, False)
         if key not in this_round:
-            this_round[key] = monitoring.window_aggregate(engine, since, until, orchestrator, percentiles=key[3])
+            this_round[key] = monitoring.window_aggregate(engine, since, until, orchestrator, percentiles=key is full)
         return this_round[key]
 
     def value(name: str, since: datetime, until: datetime, orchestrator: str | None) -> float | None:

@@ -97,10 +97,6 @@ def history_of(recent: Sequence[RecentTurn] | None) -> UserHistory:
     )
 
 
-def load_history(engine: Engine, user_id: str) -> UserHistory:
-    return history_of(read_recent(engine, user_id))
-
-
 class HistoryMemo:
     """One worker's recent reads of its users' histories, kept ``fresh_s`` seconds.
 
@@ -122,16 +118,13 @@ class HistoryMemo:
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def load(self, user_id: str) -> UserHistory:
-        if self._recent is None:
-            return load_history(self.engine, user_id)
-        with self._lock:
-            recent = self._recent.get(user_id)
+        recent = self._kept(user_id)
         if recent is None:
             recent = read_recent(self.engine, user_id)
-            if recent is None:
-                return UserHistory(known=False)  # not kept: the next turn tries the database again
-            with self._lock:
-                self._recent[user_id] = recent
+            # A failed read (None) is not kept: the next turn tries the database again.
+            if recent is not None and self._recent is not None:
+                with self._lock:
+                    self._recent[user_id] = recent
         return history_of(recent)
 
     def remember(self, record: TurnRecord) -> None:
@@ -139,14 +132,17 @@ class HistoryMemo:
 
         In place: the entry's expiry stays that of its read from the database.
         """
-        if self._recent is None:
-            return
-        turn = RecentTurn(record.metadata.get("worldview"), record.metadata.get("challenge"), None, None)
-        with self._lock:
-            recent = self._recent.get(record.user_id)
-            if recent is not None:
-                recent.insert(0, turn)
+        recent = self._kept(record.user_id)
+        if recent is not None:
+            with self._lock:
+                recent.insert(0, RecentTurn(record.metadata.get("worldview"), record.metadata.get("challenge"), None, None))
                 del recent[RECENT_TURNS:]
+
+    def _kept(self, user_id: str) -> list[RecentTurn] | None:
+        if self._recent is None:
+            return None
+        with self._lock:
+            return self._recent.get(user_id)
 
     def forget(self, user_id: str) -> None:
         """Drop the user's entry: their feedback changed what the database would answer."""
