@@ -50,6 +50,7 @@ def status():
             "components": {family: registry.statuses() for family, registry in state.registries.items()},
             "telemetry": dict(state.telemetry.counts),
             "feedback": dict(state.ratings.counts),
+            "history": dict(state.history.counts),
             # Counts above are this worker's; the journals are the host's, on disk.
             "journals": {
                 name: {"pending": journal.pending(), "rejected": journal.rejected()}

@@ -86,7 +86,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
     )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, _history(settings, engine), plugin_config
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, _history(settings, engine, metrics), plugin_config
     )
 
     logging_setup.init_app(app, api.request_id)
@@ -151,8 +151,8 @@ def _admission(settings) -> Admission:
     )
 
 
-def _history(settings, engine) -> HistoryMemo:
-    return HistoryMemo(engine, fresh_s=settings.history.memo_ms / 1000, users=settings.history.memo_users)
+def _history(settings, engine, metrics) -> HistoryMemo:
+    return HistoryMemo(engine, fresh_s=settings.history.memo_ms / 1000, users=settings.history.memo_users, metrics=metrics)
 
 
 def _cache_config(settings) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from cachetools import TTLCache
 from sqlalchemy.engine import Engine
 
+from spiralogic.metrics import Metrics, NoMetrics
 from spiralogic.tables import ConsciousnessTurnMeta, Feedback
 
 if TYPE_CHECKING:
@@ -110,21 +111,31 @@ class HistoryMemo:
     A rating taken here drops the user's entry at once.
     """
 
-    def __init__(self, engine: Engine, *, fresh_s: float, users: int, timer: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, engine: Engine, *, fresh_s: float, users: int, metrics: Metrics | None = None, timer: Callable[[], float] = time.monotonic
+    ):
         self.engine = engine
+        self.metrics = metrics or NoMetrics()
         self._recent: TTLCache[str, list[RecentTurn]] | None = (
             TTLCache(maxsize=users, ttl=fresh_s, timer=timer) if fresh_s > 0 else None
         )
         self._lock = threading.Lock()  # cachetools' caches are not thread-safe
+        #: this worker's loads: from the memo, read from the database, or unreadable
+        self.counts = {"hits": 0, "reads": 0, "unreadable": 0}
 
     def load(self, user_id: str) -> UserHistory:
         recent = self._kept(user_id)
+        if recent is not None:
+            self._count("hits")
+            return history_of(recent)
+        recent = read_recent(self.engine, user_id)
         if recent is None:
-            recent = read_recent(self.engine, user_id)
-            # A failed read (None) is not kept: the next turn tries the database again.
-            if recent is not None and self._recent is not None:
-                with self._lock:
-                    self._recent[user_id] = recent
+            self._count("unreadable")  # and not kept: the next turn tries the database again
+            return history_of(None)
+        self._count("reads")
+        if self._recent is not None:
+            with self._lock:
+                self._recent[user_id] = recent
         return history_of(recent)
 
     def remember(self, record: TurnRecord) -> None:
@@ -137,6 +148,11 @@ class HistoryMemo:
             with self._lock:
                 recent.insert(0, RecentTurn(record.metadata.get("worldview"), record.metadata.get("challenge"), None, None))
                 del recent[RECENT_TURNS:]
+
+    def _count(self, outcome: str) -> None:
+        with self._lock:
+            self.counts[outcome] += 1
+        self.metrics.incr(f"history.{outcome}")
 
     def _kept(self, user_id: str) -> list[RecentTurn] | None:
         if self._recent is None:

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from tcp_proxy import postgresql_only
 from test_shadow_work import walk
+from test_turn_metrics import received
 from test_worldview import stored_metadata
 
 from spiralogic.history import HistoryMemo
@@ -46,6 +47,7 @@ def test_turns_in_quick_succession_read_once_and_see_the_turns_before_them(make_
     second = say(app, "quick", NO_SIGNAL)
     third = say(app, "quick", NO_SIGNAL)
     assert len(reads) == 1
+    assert app_state(app).history.counts == {"hits": 2, "reads": 1, "unreadable": 0}
     assert worldview_of(app, second["turnId"]) == worldview_of(app, third["turnId"]) == ("pragmatic", "history")
 
 
@@ -55,6 +57,7 @@ def test_with_the_memo_off_every_turn_reads(make_app):
     for _ in range(3):
         say(app, "every-time", NO_SIGNAL)
     assert len(reads) == 3
+    assert app_state(app).history.counts == {"hits": 0, "reads": 3, "unreadable": 0}
 
 
 def test_an_entry_expires_and_then_shows_what_another_worker_recorded(make_app, database_url):
@@ -84,3 +87,14 @@ def test_an_unreadable_history_is_not_kept(make_app, database_url, proxy):
     assert memo.load("blip").known is False
     proxy.restore()
     assert memo.load("blip").known is True  # read again, not the failure remembered
+    assert memo.counts == {"hits": 0, "reads": 1, "unreadable": 1}
+
+
+def test_each_load_is_counted_in_statsd_and_the_admin_status(make_app, collector):
+    statsd = {"statsd.host": "127.0.0.1", "statsd.port": collector.getsockname()[1], "statsd.prefix": "sl"}
+    app = make_app(admin_token="t" * 32, **{"history.memo_ms": 60_000, **statsd})
+    for _ in range(2):
+        say(app, "counted", NO_SIGNAL)
+    assert sorted(line for line in received(collector) if line.startswith("sl.history.")) == ["sl.history.hits:1|c", "sl.history.reads:1|c"]
+    status = app.test_client().get("/admin/status", headers={"Authorization": "Bearer " + "t" * 32}).get_json()
+    assert status["history"] == {"hits": 1, "reads": 1, "unreadable": 0}
