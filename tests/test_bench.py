@@ -70,6 +70,7 @@ def test_the_bench_runs_on_postgresql_in_a_schema_of_its_own(tmp_path):
         # Past 800 turns: a turn left open would hold its admission slot and the rest would be refused.
         ("profile_turns.py", ["--turns", "900"], r"[\d.]+ ms per turn over 900 turns"),
         ("alert_round.py", ["--rate", "20", "--rounds", "2"], r"6000 turns in 300 s \(20/s\): alert round \d+ ms"),
+        ("history_read.py", ["--turns", "500", "--reads", "50"], r"with an index covering the two JSON fields: \d+ µs per read"),
     ],
 )
 def test_the_in_process_measures_run(script, argv, printed):
