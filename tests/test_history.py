@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from tcp_proxy import postgresql_only
 from test_shadow_work import walk
 from test_turn_metrics import received
-from test_worldview import stored_metadata
+from test_worldview import say, stored_metadata
 
 from spiralogic.history import HistoryMemo
 from spiralogic.state import app_state
@@ -26,12 +26,6 @@ def history_reads(engine) -> list[str]:
             reads.append(statement)
 
     return reads
-
-
-def say(app, user: str, text: str) -> dict:
-    response = app.test_client().post("/api/oracle/chat", json={"userId": user, "text": text, "element": "air"})
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["data"]
 
 
 def worldview_of(app, turn_id: str) -> tuple[str, str]:
