@@ -41,11 +41,17 @@ def _valid_key(given: str, keys) -> bool:
 
 
 def _in_networks(address: str | None, networks) -> bool:
+    return _address_in(address or "", tuple(networks))
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_in(address: str, networks: tuple[str, ...]) -> bool:
+    # Kept per address: clients come back, and parsing an address costs more than the rest of routing.
     try:
-        client = ipaddress.ip_address(address or "")
+        client = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(client in network for network in _parsed(tuple(networks)))
+    return any(client in network for network in _parsed(networks))
 
 
 @functools.lru_cache(maxsize=8)

@@ -6,6 +6,7 @@ naming the file, and fails at start-up rather than on a turn.
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,6 +30,12 @@ def data_file(
     name = config.get(key, default)
     if not isinstance(name, str) or not name:
         raise error(f"plugins.{plugin}.{key} must be a file name, not {name!r}")
+    return _joined(directory, name)
+
+
+@functools.lru_cache(maxsize=64)
+def _joined(directory: str | Path, name: str) -> Path:
+    # Plugins resolve their files on every turn; building a Path costs more than the rest of their config reads.
     return Path(directory) / name
 
 
