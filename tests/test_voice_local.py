@@ -4,7 +4,6 @@ and the job URL serves a WAV file that plays."""
 from __future__ import annotations
 
 import io
-import uuid
 import wave
 
 import pytest
@@ -77,7 +76,7 @@ def test_downloading_before_the_worker_ran_says_not_ready(voiced_chat):
     assert early.get_json()["error"]["code"] == "voice_not_ready"
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-job"])
+@pytest.mark.parametrize("job_id", ["6f1c2b7e-3a4d-4e5f-8a9b-0c1d2e3f4a5b", "not-a-job"], ids=["unknown-uuid", "not-a-uuid"])
 def test_an_unknown_job_is_404_json(client, job_id):
     response = client.get(f"/api/oracle/voice/{job_id}")
     assert response.status_code == 404
