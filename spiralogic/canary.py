@@ -30,7 +30,7 @@ def canary_header(request: Request, canary) -> tuple[str | None, bool]:
 
 def is_staff(request: Request, canary) -> bool:
     return _valid_key(request.headers.get(STAFF_HEADER, ""), canary.staff_keys) or _in_networks(
-        request.remote_addr, canary.staff_networks
+        request.remote_addr or "", tuple(canary.staff_networks)
     )
 
 
@@ -40,12 +40,8 @@ def _valid_key(given: str, keys) -> bool:
     return bool(given) and any(matches)
 
 
-def _in_networks(address: str | None, networks) -> bool:
-    return _address_in(address or "", tuple(networks))
-
-
 @functools.lru_cache(maxsize=4096)
-def _address_in(address: str, networks: tuple[str, ...]) -> bool:
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
     # Kept per address: clients come back, and parsing an address costs more than the rest of routing.
     try:
         client = ipaddress.ip_address(address)
