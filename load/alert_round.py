@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 WINDOW_S = 300
@@ -28,33 +26,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("SPIRALOGIC_ENV", "production")
 
-    import sqlalchemy as sa
+    from synthetic_turns import fill, fresh_database
 
     from spiralogic import create_app
-    from spiralogic.migrate import upgrade
     from spiralogic.state import app_state
-    from spiralogic.tables import ConsciousnessTurnMeta
 
-    data = tempfile.mkdtemp()
-    url = f"sqlite:///{data}/alert-round.db"
-    upgrade(url)
+    url, data = fresh_database("alert-round")
     state = app_state(create_app({"database_url": url, "data_dir": data, "evaluator.in_app": False}))
     now = datetime.now(timezone.utc)
     count = WINDOW_S * args.rate
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "user_id": f"user-{i % 50}",
-            "orchestrator": "spiralogic",
-            "orchestrator_mode": "full",
-            "created_at": now - timedelta(seconds=i / args.rate),
-            "metadata": {"latencyMs": i % 700, "firstTokenMs": i % 300, "tokens": {"completion": 40}},
-            "resonance": {"cache_hit": True} if i % 3 else {},
-        }
-        for i in range(count)
-    ]
-    with state.engine.begin() as conn:
-        conn.execute(sa.insert(ConsciousnessTurnMeta.__table__), rows)
+    fill(
+        state.engine,
+        count,
+        spacing=timedelta(seconds=1 / args.rate),
+        metadata=lambda i: {"latencyMs": i % 700, "firstTokenMs": i % 300, "tokens": {"completion": 40}},
+        resonance=lambda i: {"cache_hit": True} if i % 3 else {},
+    )
 
     took = []
     for round_number in range(args.rounds):

@@ -15,13 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import tempfile
 import time
-import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Callable
 
-USERS = 50
 #: a turn row's metadata as the service writes it, so that SQLite parses documents of the real size
 METADATA = {
     "firstTokenMs": 30,
@@ -53,31 +50,19 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("SPIRALOGIC_ENV", "production")
 
-    import sqlalchemy as sa
+    from synthetic_turns import USERS, fill, fresh_database
 
     from spiralogic.db import create_engine
     from spiralogic.history import read_recent
-    from spiralogic.migrate import upgrade
-    from spiralogic.tables import ConsciousnessTurnMeta
 
-    path = f"{tempfile.mkdtemp()}/history-read.db"
-    upgrade(f"sqlite:///{path}")
-    engine = create_engine(f"sqlite:///{path}")
-    now = datetime.now(timezone.utc)
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "user_id": f"user-{i % USERS}",
-            "orchestrator": "spiralogic",
-            "orchestrator_mode": "full",
-            "created_at": now - timedelta(milliseconds=i),
-            "metadata": {**METADATA, "latencyMs": i % 700, **({"challenge": "low"} if i % 3 == 0 else {})},
-            "resonance": {},
-        }
-        for i in range(args.turns)
-    ]
-    with engine.begin() as conn:
-        conn.execute(sa.insert(ConsciousnessTurnMeta.__table__), rows)
+    url, _ = fresh_database("history-read")
+    engine = create_engine(url)
+    fill(
+        engine,
+        args.turns,
+        spacing=timedelta(milliseconds=1),
+        metadata=lambda i: {**METADATA, "latencyMs": i % 700, **({"challenge": "low"} if i % 3 == 0 else {})},
+    )
 
     def timed(label: str, read: Callable[[str], object]) -> None:
         started = time.perf_counter()
@@ -86,7 +71,7 @@ def main() -> None:
         print(f"{label}: {(time.perf_counter() - started) / args.reads * 1e6:.0f} µs per read")
 
     timed("as the service reads it (SQLAlchemy)", lambda user: read_recent(engine, user))
-    raw = sqlite3.connect(path)
+    raw = sqlite3.connect(url.removeprefix("sqlite:///"))
     timed("the same SQL on a raw sqlite3 cursor", lambda user: raw.execute(RAW_SQL, (user,)).fetchall())
     raw.execute(COVERING_INDEX)
     raw.commit()
