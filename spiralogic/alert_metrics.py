@@ -27,13 +27,15 @@ AGGREGATED = {
 #: the aggregated metrics that need every value of the window ranked, not just counted
 RANKED = {"latency_p50_ms", "latency_p95_ms", "first_token_p95_ms"}
 BASELINE_SPAN = timedelta(hours=24)
+#: how old a day-long baseline may grow before it is read again (under 1% of its span)
+BASELINE_REFRESH = timedelta(minutes=10)
 
 Extra = Callable[[Engine, datetime, datetime, "str | None"], "float | None"]
 
 
 def metric_source(engine: Engine, extra: dict[str, Extra] | None = None) -> MetricSource:
     """Alert metrics over ``engine``; ``extra`` adds metrics other parts of the service own."""
-    computed: dict[str, Extra] = {**COMPUTED, **(extra or {})}
+    computed: dict[str, Extra] = {**{name: make() for name, make in COMPUTED.items()}, **(extra or {})}
     this_round: dict[tuple[datetime, datetime, str | None, bool], monitoring.Aggregate] = {}
 
     def aggregate(since: datetime, until: datetime, orchestrator: str | None, ranked: bool) -> monitoring.Aggregate:
@@ -62,13 +64,32 @@ def known_metrics(extra: dict[str, Extra] | None = None) -> set[str]:
     return {*AGGREGATED, *COMPUTED, *(extra or {})}
 
 
-def tokens_vs_24h(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
-    """Average tokens per response in the window over the average in the 24 hours before it."""
-    recent = _average_tokens(engine, since, until, orchestrator)
-    baseline = _average_tokens(engine, since - BASELINE_SPAN, since, orchestrator)
-    if recent is None or not baseline:
-        return None
-    return recent / baseline
+class TokensVs24h:
+    """Average tokens per response in the window over the average in the 24 hours before it.
+
+    The baseline is a day of turns and a round comes every few seconds: it is read
+    again only once it is ``BASELINE_REFRESH`` old, not every round, or each round
+    would scan a whole day of telemetry.
+    """
+
+    def __init__(self) -> None:
+        #: (orchestrator, window length) -> (the window start it was read for, the average)
+        self._baselines: dict[tuple[str | None, timedelta], tuple[datetime, float | None]] = {}
+
+    def __call__(self, engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
+        recent = _average_tokens(engine, since, until, orchestrator)
+        baseline = self._baseline(engine, since, until - since, orchestrator)
+        if recent is None or not baseline:
+            return None
+        return recent / baseline
+
+    def _baseline(self, engine: Engine, since: datetime, window: timedelta, orchestrator: str | None) -> float | None:
+        key = (orchestrator, window)
+        kept = self._baselines.get(key)
+        if kept is None or not timedelta(0) <= since - kept[0] < BASELINE_REFRESH:
+            kept = (since, _average_tokens(engine, since - BASELINE_SPAN, since, orchestrator))
+            self._baselines[key] = kept
+        return kept[1]
 
 
 def _average_tokens(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
@@ -84,4 +105,5 @@ def tts_queue_age_p95_s(engine: Engine, since: datetime, until: datetime, orches
     return monitoring.nearest_rank(sorted(ages_ms), 0.95) / 1000 if ages_ms else None
 
 
-COMPUTED: dict[str, Extra] = {"tokens_vs_24h": tokens_vs_24h, "tts_queue_age_p95_s": tts_queue_age_p95_s}
+#: metric name -> what makes its function, once per metric source (a function may keep state across rounds)
+COMPUTED: dict[str, Callable[[], Extra]] = {"tokens_vs_24h": TokensVs24h, "tts_queue_age_p95_s": lambda: tts_queue_age_p95_s}

@@ -216,6 +216,31 @@ def test_tokens_surge_compares_with_the_day_before(make_app, database_url):
     assert metric_source(engine)("tokens_vs_24h", T0, T0 + timedelta(hours=1), None) == pytest.approx(1.6)
 
 
+def test_the_days_token_baseline_is_read_again_only_once_it_is_ten_minutes_old(make_app, database_url):
+    engine = app_state(make_app(database_url)).engine
+    hour = timedelta(hours=1)
+
+    def write(start, tokens):
+        row = {"id": uuid.uuid4(), "user_id": "t", "orchestrator": "spiralogic", "orchestrator_mode": "full", "created_at": start,
+               "metadata": {"latencyMs": 1, "tokens": {"completion": tokens}}, "resonance": {}}
+        with engine.begin() as conn:
+            conn.execute(sa.insert(ConsciousnessTurnMeta.__table__), [row])
+
+    write(T0 - 2 * hour, 100)
+    write(T0 + timedelta(minutes=30), 150)
+    statements = []
+    sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: statements.append(sql) if sql.startswith("SELECT") else None)
+    value = metric_source(engine)
+    surge = [value("tokens_vs_24h", T0 + timedelta(minutes=m), T0 + timedelta(minutes=m) + hour, None) for m in (0, 1, 9)]
+    assert surge == [pytest.approx(1.5)] * 3
+    assert len(statements) == 3 + 1  # each round's hour, and the day before it once
+    # A turn now inside the day before the window shows once the kept baseline has aged out.
+    write(T0 + timedelta(minutes=5), 50)
+    assert value("tokens_vs_24h", T0 + timedelta(minutes=9), T0 + timedelta(minutes=69), None) == pytest.approx(1.5)
+    assert value("tokens_vs_24h", T0 + timedelta(minutes=10), T0 + timedelta(minutes=70), None) == pytest.approx(2.0)
+    assert len(statements) == 3 + 1 + 1 + 2
+
+
 def test_rules_sharing_a_window_query_it_once_per_round_and_rank_it_only_for_a_percentile(database_url, make_app):
     engine = app_state(make_app(database_url)).engine
     write_turns(engine, T0, 3, error_every=4)
