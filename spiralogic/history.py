@@ -12,6 +12,7 @@ turns in quick succession cost one query, not one each.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from cachetools import TTLCache
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
 
+from spiralogic.driver_statement import DriverStatement
 from spiralogic.metrics import Metrics, NoMetrics
 from spiralogic.tables import ConsciousnessTurnMeta, Feedback
 
@@ -73,11 +75,16 @@ class RecentTurn(NamedTuple):
     accepted_challenge: bool | None
 
 
+@functools.lru_cache(maxsize=8)
+def _recent_on(dialect: Dialect) -> DriverStatement:
+    return DriverStatement(RECENT, dialect)
+
+
 def read_recent(engine: Engine, user_id: str) -> list[RecentTurn] | None:
     """The user's last turns, most recent first; None when the database cannot answer."""
     try:
         with engine.connect() as conn:
-            return [RecentTurn(*row) for row in conn.execute(RECENT, {"user_id": user_id})]
+            return [RecentTurn(*row) for row in _recent_on(engine.dialect).rows(conn, user_id=user_id)]
     except sa.exc.SQLAlchemyError as exc:
         log.warning("history of a user unreadable (%s); treating it as unknown", type(exc).__name__)
         return None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from tcp_proxy import postgresql_only
-from test_shadow_work import walk
+from test_shadow_work import challenge_of, walk
 from test_turn_metrics import received
 from test_worldview import say, stored_metadata
 
@@ -17,13 +18,27 @@ NO_SIGNAL = "What should I do next?"
 
 
 def history_reads(engine) -> list[str]:
-    """Every recent-turns query the engine runs from now on."""
+    """Every recent-turns query the driver sends from now on.
+
+    Traced at the driver: the read runs on its cursor, below SQLAlchemy's events.
+    """
     reads: list[str] = []
 
-    @sa.event.listens_for(engine, "before_cursor_execute")
-    def seen(conn, cursor, statement, parameters, context, executemany):
+    def seen(statement: str) -> None:
         if "feedback.accepted_challenge" in statement:
             reads.append(statement)
+
+    class TracedCursor(psycopg.Cursor):
+        def execute(self, query, params=None, **kwargs):
+            seen(str(query))
+            return super().execute(query, params, **kwargs)
+
+    @sa.event.listens_for(engine, "checkout")
+    def trace(dbapi_connection, record, proxy):
+        if engine.dialect.name == "sqlite":
+            dbapi_connection.set_trace_callback(seen)
+        else:
+            dbapi_connection.cursor_factory = TracedCursor
 
     return reads
 
@@ -92,3 +107,15 @@ def test_each_load_is_counted_in_statsd_and_the_admin_status(make_app, collector
     assert sorted(line for line in received(collector) if line.startswith("sl.history.")) == ["sl.history.hits:1|c", "sl.history.reads:1|c"]
     status = app.test_client().get("/admin/status", headers={"Authorization": "Bearer " + "t" * 32}).get_json()
     assert status["history"] == {"hits": 1, "reads": 1, "unreadable": 0}
+
+
+@pytest.mark.parametrize("accepted", [False, True])
+def test_whether_a_challenge_was_taken_up_reads_back_as_a_boolean(make_app, database_url, accepted):
+    app = make_app(database_url, **{"history.memo_ms": 0})
+    client = app.test_client()
+    challenge = challenge_of(client, "taker")
+    app_state(app).telemetry.flush()
+    rating = {"userId": "taker", "turnId": challenge["turnId"], "rating": 4, "acceptedChallenge": accepted}
+    assert client.post("/api/oracle/feedback", json=rating).status_code == 201
+    # Not merely falsy: consent steps down only when it `is False` (SQLite stores 0 or 1).
+    assert app_state(app).history.load("taker").last_challenge_accepted is accepted
