@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 TURNS = ConsciousnessTurnMeta.__table__
 FEEDBACK = Feedback.__table__
 RECENT_TURNS = 20
-# Built once: this runs on every turn, and a constant statement keeps SQLAlchemy's
-# cache key memoized. Only the two metadata fields are read, extracted by the database.
+# Runs on every turn: compiled once per dialect and run on the driver's cursor (see
+# _recent_on). Only the two metadata fields are read, extracted by the database.
 RECENT = (
     sa.select(
         TURNS.c.metadata["worldview"].as_string().label("worldview"),
