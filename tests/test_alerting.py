@@ -198,36 +198,29 @@ def test_voice_queue_age_counts_jobs_still_waiting(make_app, database_url):
     assert value == pytest.approx(120)  # the job still waiting, not the quick one
 
 
-def test_tokens_surge_compares_with_the_day_before(make_app, database_url):
-    from spiralogic.alert_metrics import metric_source
-
-    app = make_app(database_url)
-    engine = app_state(app).engine
-
-    def turns(start, tokens, count):
-        return [
-            {"id": uuid.uuid4(), "user_id": "t", "orchestrator": "spiralogic", "orchestrator_mode": "full",
-             "created_at": start + timedelta(minutes=i), "metadata": {"latencyMs": 1, "tokens": {"completion": tokens}}, "resonance": {}}
-            for i in range(count)
-        ]
-
+def write_token_turns(engine, start: datetime, tokens: int, count: int = 1) -> None:
+    """``count`` turns of ``tokens`` completion tokens each, a minute apart from ``start``."""
+    rows = [
+        {"id": uuid.uuid4(), "user_id": "t", "orchestrator": "spiralogic", "orchestrator_mode": "full",
+         "created_at": start + timedelta(minutes=i), "metadata": {"latencyMs": 1, "tokens": {"completion": tokens}}, "resonance": {}}
+        for i in range(count)
+    ]
     with engine.begin() as conn:
-        conn.execute(sa.insert(ConsciousnessTurnMeta.__table__), turns(T0 - timedelta(hours=20), 100, 30) + turns(T0, 160, 30))
+        conn.execute(sa.insert(ConsciousnessTurnMeta.__table__), rows)
+
+
+def test_tokens_surge_compares_with_the_day_before(make_app, database_url):
+    engine = app_state(make_app(database_url)).engine
+    write_token_turns(engine, T0 - timedelta(hours=20), 100, 30)
+    write_token_turns(engine, T0, 160, 30)
     assert metric_source(engine)("tokens_vs_24h", T0, T0 + timedelta(hours=1), None) == pytest.approx(1.6)
 
 
 def test_the_days_token_baseline_is_read_again_only_once_it_is_ten_minutes_old(make_app, database_url):
     engine = app_state(make_app(database_url)).engine
     hour = timedelta(hours=1)
-
-    def write(start, tokens):
-        row = {"id": uuid.uuid4(), "user_id": "t", "orchestrator": "spiralogic", "orchestrator_mode": "full", "created_at": start,
-               "metadata": {"latencyMs": 1, "tokens": {"completion": tokens}}, "resonance": {}}
-        with engine.begin() as conn:
-            conn.execute(sa.insert(ConsciousnessTurnMeta.__table__), [row])
-
-    write(T0 - 2 * hour, 100)
-    write(T0 + timedelta(minutes=30), 150)
+    write_token_turns(engine, T0 - 2 * hour, 100)
+    write_token_turns(engine, T0 + timedelta(minutes=30), 150)
     statements = []
     sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: statements.append(sql) if sql.startswith("SELECT") else None)
     value = metric_source(engine)
@@ -235,7 +228,7 @@ def test_the_days_token_baseline_is_read_again_only_once_it_is_ten_minutes_old(m
     assert surge == [pytest.approx(1.5)] * 3
     assert len(statements) == 3 + 1  # each round's hour, and the day before it once
     # A turn now inside the day before the window shows once the kept baseline has aged out.
-    write(T0 + timedelta(minutes=5), 50)
+    write_token_turns(engine, T0 + timedelta(minutes=5), 50)
     assert value("tokens_vs_24h", T0 + timedelta(minutes=9), T0 + timedelta(minutes=69), None) == pytest.approx(1.5)
     assert value("tokens_vs_24h", T0 + timedelta(minutes=10), T0 + timedelta(minutes=70), None) == pytest.approx(2.0)
     assert len(statements) == 3 + 1 + 1 + 2
