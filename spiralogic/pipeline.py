@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, Callable, Iterator
 
 import gevent
-from gevent.queue import Empty
+from gevent.queue import Empty, Queue
 
 from spiralogic import guardrails
 from spiralogic.budget import Budget, BudgetExceeded
@@ -194,8 +194,11 @@ class ChatPipeline:
     def _segments(self, worker: gevent.Greenlet, turn: Turn, services: Services, budget: Budget, stream: bool) -> Iterator[str]:
         """Hand on text as it comes, until the orchestrator is done or the budget is not.
 
-        Not streaming, it hands on nothing and wakes only when the orchestrator
-        ends or a budget is due, not once per chunk.
+        Chunks already queued behind the one it woke for go on with it, as one
+        segment: a provider that delivers faster than the client reads costs
+        one event and one write, not one per chunk. Not streaming, it hands on
+        nothing and wakes only when the orchestrator ends or a budget is due,
+        not once per chunk.
         """
         wait = services.chunks.get if stream else partial(_joined, worker)
         while True:
@@ -217,7 +220,10 @@ class ChatPipeline:
             if budget.work_left() <= 0:
                 self._cancel(worker, turn, "hard_budget")
                 return
-            yield item
+            text, ended = _with_queued(item, services.chunks)
+            yield text
+            if ended:
+                return
 
     @staticmethod
     def _cancel(worker: gevent.Greenlet, turn: Turn, reason: str) -> None:
@@ -306,6 +312,19 @@ def _within(timeout: float, wait: Callable[[], Any]):
     """
     with gevent.Timeout(timeout, Empty, priority=2):
         return wait()
+
+
+def _with_queued(chunk: str, chunks: Queue) -> tuple[str, bool]:
+    """``chunk`` joined with the chunks queued behind it, and whether the orchestrator's end was among them."""
+    pieces = [chunk]
+    while True:
+        try:
+            item = chunks.get_nowait()
+        except Empty:
+            return "".join(pieces), False
+        if item is _DONE:
+            return "".join(pieces), True
+        pieces.append(item)
 
 
 def _joined(worker: gevent.Greenlet):

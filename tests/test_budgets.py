@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import gevent
@@ -155,6 +156,18 @@ def test_streaming_sends_segments_before_the_full_reply(make_app):
     _, metadata, _ = stored_row(app, done["data"]["turnId"])
     assert metadata["firstTokenMs"] == done["meta"]["firstTokenMs"]
     assert abs(metadata["firstTokenMs"] - first_at * 1000) < 100
+
+
+def test_chunks_that_arrive_together_go_out_as_one_segment(make_app):
+    """The template voice produces its sentences at once: one event, one write, not one per sentence."""
+    app = make_app()
+    response = app.test_client().post("/api/oracle/chat", json=BODY, headers={**CANARY, "Accept": "text/event-stream"})
+    events = read_events(response)
+    assert [kind for _, kind, _ in events] == ["segment", "done"]
+    text, done = events[0][2]["text"], events[1][2]
+    assert done["data"]["mode"] == "full"
+    assert len(re.findall(r"[.!?] ", text)) >= 1  # several sentences, joined
+    assert done["data"]["message"] == text
 
 
 def test_a_json_answer_records_when_the_text_first_came_not_when_it_ended(make_app):
