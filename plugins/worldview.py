@@ -58,17 +58,25 @@ class Lexicon:
     """Whole words or phrases, matched ignoring case, plural ``s``/``es`` and a possessive."""
 
     terms: frozenset[str]
+    #: matches the text as written, in any case: for :meth:`replace`, which keeps a capital
     pattern: re.Pattern[str]
+    #: the same for casefolded text: twice as fast as ignoring case, and it runs on every reply
+    folded: re.Pattern[str]
 
     @classmethod
     def of(cls, terms: Iterable[str]) -> Lexicon:
         canonical = frozenset(_canonical(term) for term in terms)
         # Longest first, so "the universe" wins over "universe".
         alternation = "|".join(_term_pattern(term) for term in sorted(canonical, key=len, reverse=True))
-        return cls(canonical, re.compile(rf"(?<!\w)(?P<term>{alternation})(?P<suffix>e?s|['\u2019]s)?(?!\w)", re.IGNORECASE))
+        source = rf"(?<!\w)(?P<term>{alternation})(?P<suffix>e?s|['\u2019]s)?(?!\w)"
+        return cls(canonical, re.compile(source, re.IGNORECASE), re.compile(source))
+
+    def search(self, text: str) -> bool:
+        """Whether ``text`` holds any of the terms."""
+        return self.folded.search(text.casefold()) is not None
 
     def found(self, text: str) -> set[str]:
-        return {_canonical(match.group("term")) for match in self.pattern.finditer(text)}
+        return {_canonical(match.group("term")) for match in self.folded.finditer(text.casefold())}
 
     def replace(self, text: str, plain: Mapping[str, str]) -> str:
         """``text`` with each term swapped for its plain word, keeping a capital and the suffix."""
@@ -100,14 +108,14 @@ class WorldviewRules:
     def classify(self, text: str, history: Iterable[str]) -> tuple[str, str]:
         """The worldview and where it came from: ``text``, ``history`` or ``default``."""
         for worldview in self.precedence:
-            if self.cues[worldview].pattern.search(text):
+            if self.cues[worldview].search(text):
                 return worldview, "text"
         recent = next((worldview for worldview in history if worldview in self.cues), None)
         return (recent, "history") if recent else (self.default, "default")
 
     def gate(self, text: str) -> str:
         """``text`` free of the vocabulary: sentences rephrased or removed ("" if none is left)."""
-        if not self.vocabulary.pattern.search(text):
+        if not self.vocabulary.search(text):
             return text
         pieces = SENTENCE_END.split(text)
         kept = []

@@ -71,6 +71,9 @@ def classify(text: str, history: list[str] = ()) -> tuple[str, str]:
         ("I want a practical plan for my soul's work", [], ("mythopoetic-open", "text")),
         ("This feels like my destiny", [], ("mythopoetic-open", "text")),
         ("What does the hero\u2019s journey say about this?", [], ("mythopoetic-open", "text")),
+        # in any case
+        ("MY SOUL FEELS LOST IN THE COSMOS", [], ("mythopoetic-open", "text")),
+        ("WHAT ARE THE STEPS TO CHANGE CAREERS?", [], ("pragmatic", "text")),
         # whole words only
         ("The music was soulful and spiritually I felt nothing", [], ("pragmatic", "default")),
         # no cue: the most recent recorded worldview carries over
@@ -103,6 +106,10 @@ def test_sentences_are_rephrased_with_plain_words_keeping_capitals_and_plurals()
     assert gate("Listen to your soul. The universe is on your side. Our souls know.") == (
         "Listen to your heart. Life is on your side. Our hearts know."
     )
+
+
+def test_the_gate_finds_the_vocabulary_in_any_case_and_keeps_the_capital():
+    assert gate("Trust the UNIVERSE. Your Soul knows.") == "Trust life. Your Heart knows."
 
 
 def test_sentences_with_words_lacking_a_plain_equivalent_are_removed():
