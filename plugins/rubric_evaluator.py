@@ -52,10 +52,19 @@ class RubricConfigError(ValueError):
     """The rubric file or the plugin's settings are unusable."""
 
 
+def words(text: str) -> list[str]:
+    """The words of ``text``, casefolded."""
+    return WORD.findall(text.casefold())
+
+
 def stems(text: str) -> list[str]:
     """The words of ``text``, casefolded, apostrophes dropped, stemmed."""
-    words = [w.replace("'", "").replace("\u2019", "") for w in WORD.findall(text.casefold())]
-    return _stemmer.stemWords(words)
+    return stemmed(words(text))
+
+
+def stemmed(tokens: list[str]) -> list[str]:
+    """``tokens`` (casefolded words) stemmed, apostrophes dropped."""
+    return _stemmer.stemWords([w.replace("'", "").replace("\u2019", "") for w in tokens])
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,8 @@ class Rubric:
     min_words: int
     max_words: int
 
-    def relevance(self, turn: Turn, draft: Draft) -> float:
-        reply = set(stems(draft.text))
+    def relevance(self, turn: Turn, reply_words: list[str]) -> float:
+        reply = set(stemmed(reply_words))
         asked = set(stems(turn.text)) - self.stopwords
         overlap = min(1.0, len(asked & reply) / min(self.overlap_target, len(asked))) if asked else 1.0
         cues = self.element_cues.get(turn.element or "")
@@ -92,18 +101,19 @@ class Rubric:
         said = draft.text + " " + ((draft.challenge or {}).get("prompt") or "")
         return max(0.0, 1.0 - TONE_COST_PER_WORD * len(rules.vocabulary.found(said)))
 
-    def length(self, draft: Draft) -> float:
-        words = len(WORD.findall(draft.text))
-        if words < self.min_words:
-            return words / self.min_words
-        return min(1.0, self.max_words / words)
+    def length(self, reply_words: list[str]) -> float:
+        count = len(reply_words)
+        if count < self.min_words:
+            return count / self.min_words
+        return min(1.0, self.max_words / count)
 
     def marks(self, turn: Turn, draft: Draft) -> dict[str, float]:
+        reply_words = words(draft.text)  # split once: relevance and length both read them
         return {
-            "relevance": self.relevance(turn, draft),
+            "relevance": self.relevance(turn, reply_words),
             "safety": self.safety(turn, draft),
             "tone": self.tone(turn, draft),
-            "length": self.length(draft),
+            "length": self.length(reply_words),
         }
 
 
