@@ -123,7 +123,8 @@ def _parse_elements(data: Mapping[str, Any]) -> dict[str, dict[str, Variants]]:
 
 def clean_text(text: str) -> str:
     """Text safe to echo: no control, format (bidi, zero-width) or surrogate characters; spaces collapsed."""
-    kept = "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_other(ch))
+    # Printable text (most messages) holds no such character and no space but " ": no per-character pass.
+    kept = text if text.isprintable() else "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or not _is_other(ch))
     return " ".join(unicodedata.normalize("NFC", kept).split())
 
 

@@ -13,7 +13,7 @@ from spiralogic import hookspecs
 from spiralogic.components import PluginContext
 from spiralogic.turn import ELEMENTS, MODES, Archetype, Prompt
 from spiralogic_plugins import template_voice
-from spiralogic_plugins.template_voice import FOCUS_MAX_CHARS, PLANS, TemplateConfigError, TemplateVoice
+from spiralogic_plugins.template_voice import FOCUS_MAX_CHARS, PLANS, TemplateConfigError, TemplateVoice, clean_text
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 TEMPLATES = CONFIG_DIR / "voice_templates.toml"
@@ -252,6 +252,21 @@ def test_odd_input_never_breaks_the_voice(voice, text):
                 assert not any(s.endswith(": .") or ": ;" in s for s in sentences)
                 assert len(voice._focus_rules.focus(text)) <= FOCUS_MAX_CHARS
                 assert len(out) < 1000
+
+
+@pytest.mark.parametrize(
+    "text, cleaned",
+    [
+        ("Help me find clarity", "Help me find clarity"),
+        ("  two   spaces ", "two spaces"),
+        ("tab\tand\nnewline", "tab and newline"),
+        ("no\u00a0break", "no break"),
+        ("zero\u200bwidth \u202ebidi\x00", "zerowidth bidi"),
+        ("cafe\u0301", "caf\u00e9"),
+    ],
+)
+def test_clean_text_keeps_printable_text_and_drops_the_rest(text, cleaned):
+    assert clean_text(text) == cleaned
 
 
 def test_archetype_names_are_cleaned_too(voice):
