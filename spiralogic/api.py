@@ -94,7 +94,7 @@ def chat():
     chat_request = parse_json_body(ChatRequest)
     limits.check(chat_request.userId)
     state = app_state()
-    header, header_ignored = canary_header(request, state.settings.canary)
+    header, header_ignored = canary_header(request, state.turn_settings.canary)
     decision = state.admission.enter()
     if decision is Decision.REJECT:
         retry_after = str(state.settings.admission.retry_after_s)

@@ -35,6 +35,7 @@ from spiralogic.settings import CONFIG_DIR, ConfigError, PluginTables, data_dir,
 from spiralogic.state import EXTENSION, AppState
 from spiralogic.telemetry import TelemetryWriter
 from spiralogic.turn_metrics import emit_turn_metrics
+from spiralogic.turn_settings import TurnSettings
 from spiralogic.voice.routes import init_app as init_voice
 
 
@@ -86,7 +87,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, plugins: Iterable[obj
         engine, [lambda now: modes.evaluate(), alerts.evaluate], interval_s=settings.evaluator.interval_s, clock=utcnow
     )
     app.extensions[EXTENSION] = AppState(
-        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, _history(settings, engine, metrics), plugin_config
+        settings, pm, registries, engine, telemetry, cache, data_dir(settings), flags, modes, _admission(settings), evaluator, metrics, alerts, rollout, ratings, _history(settings, engine, metrics), plugin_config, TurnSettings.of(settings)
     )
 
     logging_setup.init_app(app, api.request_id)

@@ -16,11 +16,12 @@ import ipaddress
 from flask import Request
 
 from spiralogic.routing import HEADER
+from spiralogic.turn_settings import CanarySettings
 
 STAFF_HEADER = "x-staff-key"
 
 
-def canary_header(request: Request, canary) -> tuple[str | None, bool]:
+def canary_header(request: Request, canary: CanarySettings) -> tuple[str | None, bool]:
     """The canary header to route by, and whether one was sent but ignored."""
     value = request.headers.get(HEADER)
     if value is None or canary.header_allowed == "anyone" or is_staff(request, canary):
@@ -28,9 +29,9 @@ def canary_header(request: Request, canary) -> tuple[str | None, bool]:
     return None, True
 
 
-def is_staff(request: Request, canary) -> bool:
+def is_staff(request: Request, canary: CanarySettings) -> bool:
     return _valid_key(request.headers.get(STAFF_HEADER, ""), canary.staff_keys) or _in_networks(
-        request.remote_addr or "", tuple(canary.staff_networks)
+        request.remote_addr or "", canary.staff_networks
     )
 
 

@@ -49,7 +49,7 @@ class ChatPipeline:
 
     def __init__(self, state):
         self.state = state
-        self.settings = state.settings
+        self.settings = state.turn_settings
         self.voice = voice_service()
 
     def start(
@@ -80,7 +80,7 @@ class ChatPipeline:
         budget = Budget.start(
             self.settings.soft_budget_ms,
             self.settings.hard_budget_ms,
-            self.settings.budgets.fallback_reserve_ms,
+            self.settings.fallback_reserve_ms,
             lag=lambda: self.state.admission.lag_ms / 1000,
         )
         turn, orchestrator = self._begin(request, header, request_id, mode, header_ignored, overloaded)
@@ -120,7 +120,7 @@ class ChatPipeline:
             request.userId,
             orchestrator=self.settings.orchestrator,
             rollout=self._rollout(),
-            group=self.settings.rollout.cohort_group,
+            group=self.settings.cohort_group,
             header_ignored=header_ignored,
         )
         log.debug("turn of %s routed to %s: %s", request.userId, route.orchestrator, route.reason)
@@ -145,7 +145,7 @@ class ChatPipeline:
 
     def _rollout(self) -> Rollout:
         flags = self.state.flags.all()
-        percent = flags["percent"] if flags["percent"] is not None else self.settings.rollout.percent
+        percent = flags["percent"] if flags["percent"] is not None else self.settings.rollout_percent
         return Rollout(flags["phase"], percent, bool(flags["kill_switch"]), self.state.flags.readable)
 
     def _orchestrator_for(self, route: Route):
@@ -170,7 +170,7 @@ class ChatPipeline:
         return Services(
             turn=turn,
             budget=budget,
-            generator=registries["llm_providers"].get(self.settings.generation.provider),
+            generator=registries["llm_providers"].get(self.settings.generation_provider),
             archetype_providers=providers,
             cache=self.state.cache,
             metrics=self.state.metrics,
@@ -248,7 +248,7 @@ class ChatPipeline:
     def _fallback(self, turn: Turn, services: Services) -> Draft:
         """The concise reply, voiced locally, when the orchestrator could not answer in time."""
         turn.mode = "fallback"
-        provider = self.state.registries["llm_providers"].get(self.settings.generation.fallback_provider)
+        provider = self.state.registries["llm_providers"].get(self.settings.fallback_provider)
         return Draft(text="".join(provider.generate(services.prompt_for(turn))))
 
     def _record(self, turn: Turn, draft: Draft, tokens: dict[str, int], latency_ms: int, first_token_ms: int) -> TurnRecord:

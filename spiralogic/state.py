@@ -23,6 +23,7 @@ from spiralogic.modes import ModeController
 from spiralogic.rating_store import RatingStore
 from spiralogic.rollout import RolloutControl
 from spiralogic.telemetry import TelemetryWriter
+from spiralogic.turn_settings import TurnSettings
 
 EXTENSION = "spiralogic"
 
@@ -47,6 +48,8 @@ class AppState:
     history: HistoryMemo
     #: a plugin's own settings table, by plugin name
     plugin_config: Callable[[str], Mapping[str, Any]]
+    #: what every turn reads of ``settings``, copied once
+    turn_settings: TurnSettings
     counters: Counter = field(default_factory=Counter)
 
 
