@@ -174,7 +174,9 @@ def test_a_json_answer_records_when_the_text_first_came_not_when_it_ended(make_a
     app = make_app(**simulated(first_chunk_ms=50, latency_p50_ms=400, latency_p95_ms=420, chunks=5))
     body = timed_chat(app.test_client())[0].get_json()
     assert body["data"]["mode"] == "full"
-    assert body["meta"]["latencyMs"] >= 380
+    # The whole reply was awaited. Not 380: with a random turn id as the seed, 4% of draws
+    # from this distribution (median 400 ms, P95 420 ms) land under 380 ms.
+    assert body["meta"]["latencyMs"] >= 300
     assert 40 <= body["meta"]["firstTokenMs"] < body["meta"]["latencyMs"] - 150
     _, metadata, _ = stored_row(app, body["data"]["turnId"])
     assert metadata["firstTokenMs"] == body["meta"]["firstTokenMs"]
