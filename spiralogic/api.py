@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 
+import orjson
 from flask import Blueprint, current_app, jsonify, request
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -117,7 +118,7 @@ def chat():
             response.headers["cache-control"] = "no-cache"
         else:
             *_, done = events
-            response = jsonify(done.payload)
+            response = current_app.response_class(orjson.dumps(done.payload), mimetype="application/json")
     except BaseException:
         state.admission.leave()
         raise
@@ -130,7 +131,7 @@ def chat():
 
 def server_sent_events(events):
     for event in events:
-        yield f"event: {event.kind}\ndata: {json.dumps(event.payload, separators=(',', ':'))}\n\n"
+        yield b"event: %s\ndata: %s\n\n" % (event.kind.encode(), orjson.dumps(event.payload))
 
 
 @bp.get("/healthz")

@@ -25,6 +25,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -317,12 +318,16 @@ def as_row(record: TurnRecord) -> dict[str, Any]:
     """The record as plain JSON values, the form the journal keeps.
 
     Round-tripped through JSON so a direct write and a replay store the same
-    thing, and a plugin's odd tag value cannot fail the insert.
+    thing, and a plugin's odd tag value cannot fail the insert: a value JSON
+    has no type for becomes its string, a non-finite float null.
     """
     # Shallow: the JSON round trip below copies the nested values (asdict would copy them twice).
     row = {field.name: getattr(record, field.name) for field in fields(record)}
     row["created_at"] = record.created_at.isoformat()
-    return json.loads(json.dumps(row, default=str))
+    try:
+        return orjson.loads(orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:  # an integer past 64 bits: only the standard library's encoder takes it
+        return json.loads(json.dumps(row, default=str))
 
 
 def refused_for_content(exc: Exception) -> bool:

@@ -266,6 +266,29 @@ def test_a_row_the_database_refuses_is_set_aside_and_cannot_block_the_journal(da
     assert len(list((journal.directory / "rejected").glob("*.jsonl"))) == 2
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "odd, expected",
+    [
+        ({"ratio": float("nan")}, {"ratio": None}),  # JSON has no NaN; PostgreSQL would refuse the row
+        ({"big": 2**70}, {"big": 2**70}),  # past 64 bits: the standard library's encoder takes it
+    ],
+    ids=["nan", "past-64-bits"],
+)
+def test_values_json_has_no_type_for_are_stored_as_plain_json(database_url, make_writer, odd, expected):
+    upgrade(database_url)
+    writer = make_writer(database_url)
+    tags = {7: "int key", "at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+    writer.submit(TURN, record(metadata={"latencyMs": 3, "tags": tags, **odd}))
+    assert writer.flush()
+    with writer.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT metadata FROM consciousness_turn_meta").scalar_one()
+    metadata = stored if isinstance(stored, dict) else json.loads(stored)
+    assert metadata["tags"]["7"] == "int key"
+    assert metadata["tags"]["at"].startswith("2026-01-02")
+    assert {key: metadata[key] for key in expected} == expected
+
+
 # --- the app --------------------------------------------------------------------------------------
 
 
