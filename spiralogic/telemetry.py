@@ -326,7 +326,7 @@ def as_row(record: TurnRecord) -> dict[str, Any]:
     row["created_at"] = record.created_at.isoformat()
     try:
         return orjson.loads(orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS))
-    except orjson.JSONEncodeError:  # an integer past 64 bits: only the standard library's encoder takes it
+    except orjson.JSONEncodeError:  # an integer past 64 bits, or nesting past orjson's depth: the standard library takes both
         return json.loads(json.dumps(row, default=str))
 
 
