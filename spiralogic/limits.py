@@ -54,12 +54,12 @@ def check(user_id: str) -> None:
     limiter: Limiter = current_app.extensions[EXTENSION]
     if not limiter.enabled:
         return  # flask-limiter would still resolve both limits on every request
-    rules = app_state().settings.rate_limits
+    rules = app_state().turn_settings
     g.rate_limit_user = user_id
     # flask-limiter tells limits used as context managers apart by their line: one per statement.
-    with limiter.limit(rules.per_address, scope="address"):
+    with limiter.limit(rules.rate_limit_per_address, scope="address"):
         pass
-    with limiter.limit(rules.per_user, key_func=_user, scope="user"):
+    with limiter.limit(rules.rate_limit_per_user, key_func=_user, scope="user"):
         pass
 
 

@@ -33,6 +33,8 @@ class TurnSettings:
     fallback_provider: str
     archetype_memo_ttl: int
     store_raw_text: bool
+    rate_limit_per_user: str
+    rate_limit_per_address: str
     canary: CanarySettings
 
     @classmethod
@@ -49,6 +51,8 @@ class TurnSettings:
             fallback_provider=settings.generation.fallback_provider,
             archetype_memo_ttl=settings.archetype_memo_ttl,
             store_raw_text=settings.store_raw_text,
+            rate_limit_per_user=settings.rate_limits.per_user,
+            rate_limit_per_address=settings.rate_limits.per_address,
             canary=CanarySettings(
                 header_allowed=settings.canary.header_allowed,
                 staff_keys=tuple(settings.canary.staff_keys),
