@@ -82,6 +82,19 @@ def test_latency_percentiles_per_minute_are_nearest_rank(engine):
     ]
 
 
+def test_a_minute_whose_turns_record_no_latency_is_listed_without_percentiles(engine):
+    insert(engine, [turn(minute(0), latency=120, first_token=60), turn(minute(1), latency=None, first_token=None)])
+
+    assert monitoring.latency_per_minute(engine, *HOUR) == [
+        monitoring.LatencyMinute(minute(0), 120, 120, 120),
+        monitoring.LatencyMinute(minute(1), None, None, None),
+    ]
+    assert monitoring.first_token_p95_per_minute(engine, *HOUR) == [
+        monitoring.FirstTokenMinute(minute(0), 60),
+        monitoring.FirstTokenMinute(minute(1), None),
+    ]
+
+
 def test_the_window_includes_since_and_excludes_until(engine):
     insert(engine, [turn(T0, latency=1), turn(T0 - timedelta(microseconds=1), latency=2), turn(minute(60), latency=3)])
     assert [(r.minute, r.p50) for r in monitoring.latency_per_minute(engine, *HOUR)] == [(T0, 1)]
