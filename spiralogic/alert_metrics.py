@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from spiralogic import monitoring
 from spiralogic.alerting import MetricSource
+from spiralogic.minute_totals import MinuteTotals
 from spiralogic.voice.store import JobStore
 
 #: metric name -> attribute of monitoring.Aggregate
@@ -27,26 +28,30 @@ AGGREGATED = {
 #: the aggregated metrics that need every value of the window ranked, not just counted
 RANKED = {"latency_p50_ms", "latency_p95_ms", "first_token_p95_ms"}
 BASELINE_SPAN = timedelta(hours=24)
-#: how old a day-long baseline may grow before it is read again (under 1% of its span)
-BASELINE_REFRESH = timedelta(minutes=10)
 
 Extra = Callable[[Engine, datetime, datetime, "str | None"], "float | None"]
 
 
 def metric_source(engine: Engine, extra: dict[str, Extra] | None = None) -> MetricSource:
     """Alert metrics over ``engine``; ``extra`` adds metrics other parts of the service own."""
-    computed: dict[str, Extra] = {**{name: make() for name, make in COMPUTED.items()}, **(extra or {})}
+    minutes = MinuteTotals(engine)
+    computed: dict[str, Extra] = {**{name: make(minutes) for name, make in COMPUTED.items()}, **(extra or {})}
     this_round: dict[tuple[datetime, datetime, str | None, bool], monitoring.Aggregate] = {}
 
     def aggregate(since: datetime, until: datetime, orchestrator: str | None, ranked: bool) -> monitoring.Aggregate:
         # The rules of one round share its end, and most share a window: query each window once,
-        # and rank its values only for a rule that reads a percentile.
+        # and rank its values only for a rule that reads a percentile. Counts alone add up
+        # minute by minute, so a long window reads only what is new since the last round.
         if this_round and next(iter(this_round))[1] != until:
             this_round.clear()
         full = (since, until, orchestrator, True)
         key = full if ranked or full in this_round else (since, until, orchestrator, False)
         if key not in this_round:
-            this_round[key] = monitoring.window_aggregate(engine, since, until, orchestrator, percentiles=key is full)
+            this_round[key] = (
+                monitoring.window_aggregate(engine, since, until, orchestrator)
+                if key is full
+                else minutes.window(since, until, orchestrator, until).aggregate()
+            )
         return this_round[key]
 
     def value(name: str, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
@@ -64,38 +69,17 @@ def known_metrics(extra: dict[str, Extra] | None = None) -> set[str]:
     return {*AGGREGATED, *COMPUTED, *(extra or {})}
 
 
-class TokensVs24h:
-    """Average tokens per response in the window over the average in the 24 hours before it.
+def tokens_vs_24h(minutes: MinuteTotals) -> Extra:
+    """Average tokens per response in the window over the average in the 24 hours before it."""
 
-    The baseline is a day of turns and a round comes every few seconds: it is read
-    again only once it is ``BASELINE_REFRESH`` old, not every round, or each round
-    would scan a whole day of telemetry.
-    """
-
-    def __init__(self) -> None:
-        #: (orchestrator, window length) -> (the window start it was read for, the average)
-        self._baselines: dict[tuple[str | None, timedelta], tuple[datetime, float | None]] = {}
-
-    def __call__(self, engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
-        recent = _average_tokens(engine, since, until, orchestrator)
-        baseline = self._baseline(engine, since, until - since, orchestrator)
+    def value(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
+        recent = minutes.window(since, until, orchestrator, until).tokens_per_response
+        baseline = minutes.window(since - BASELINE_SPAN, since, orchestrator, until).tokens_per_response
         if recent is None or not baseline:
             return None
         return recent / baseline
 
-    def _baseline(self, engine: Engine, since: datetime, window: timedelta, orchestrator: str | None) -> float | None:
-        key = (orchestrator, window)
-        kept = self._baselines.get(key)
-        if kept is None or not timedelta(0) <= since - kept[0] < BASELINE_REFRESH:
-            kept = (since, _average_tokens(engine, since - BASELINE_SPAN, since, orchestrator))
-            self._baselines[key] = kept
-        return kept[1]
-
-
-def _average_tokens(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
-    rows = monitoring.tokens_per_response(engine, since, until, orchestrator)
-    responses = sum(row.responses for row in rows)
-    return sum(row.avg_tokens * row.responses for row in rows) / responses if responses else None
+    return value
 
 
 def tts_queue_age_p95_s(engine: Engine, since: datetime, until: datetime, orchestrator: str | None) -> float | None:
@@ -105,5 +89,8 @@ def tts_queue_age_p95_s(engine: Engine, since: datetime, until: datetime, orches
     return monitoring.nearest_rank(sorted(ages_ms), 0.95) / 1000 if ages_ms else None
 
 
-#: metric name -> what makes its function, once per metric source (a function may keep state across rounds)
-COMPUTED: dict[str, Callable[[], Extra]] = {"tokens_vs_24h": TokensVs24h, "tts_queue_age_p95_s": lambda: tts_queue_age_p95_s}
+#: metric name -> what makes its function, once per metric source, from the source's kept minutes
+COMPUTED: dict[str, Callable[[MinuteTotals], Extra]] = {
+    "tokens_vs_24h": tokens_vs_24h,
+    "tts_queue_age_p95_s": lambda minutes: tts_queue_age_p95_s,
+}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime, timedelta, timezone
@@ -41,6 +42,9 @@ WORLDVIEW = TURNS.c.metadata["worldview"].as_string()
 CHALLENGE = TURNS.c.metadata["challenge"].as_string()
 COMPLETION_TOKENS = TURNS.c.metadata[("tokens", "completion")].as_integer()
 PROMPT_TOKENS = TURNS.c.metadata[("tokens", "prompt")].as_integer()
+#: a turn records tokens when it has completion or prompt tokens; a missing one counts as 0
+TOKENS_RECORDED = sa.or_(COMPLETION_TOKENS.is_not(None), PROMPT_TOKENS.is_not(None))
+TOKENS = sa.func.coalesce(COMPLETION_TOKENS, 0) + sa.func.coalesce(PROMPT_TOKENS, 0)
 #: an Aggregate's percentiles: latency P50 and P95, first token P95
 AGGREGATE_PERCENTILES = ((LATENCY, (0.5, 0.95)), (FIRST_TOKEN, (0.95,)))
 #: how to truncate SQLite's stored 'YYYY-MM-DD HH:MM:SS.ffffff' text: the characters kept, what replaces the rest
@@ -183,6 +187,62 @@ class Aggregate:
         return _ratio(self.cache_hits, self.count)
 
 
+@dataclass(frozen=True)
+class Totals:
+    """The counts and sums of a span of turns: unlike percentiles, two spans' totals add up."""
+
+    count: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    fallbacks: int = 0
+    quality_scored: int = 0
+    quality_sum: float = 0.0
+    #: turns that record completion or prompt tokens, and their tokens (a missing one counts as 0)
+    token_responses: int = 0
+    tokens: int = 0
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(*(getattr(self, name) + getattr(other, name) for name in TOTALS_FIELDS))
+
+    @property
+    def error_rate(self) -> float | None:
+        return _ratio(self.errors, self.count)
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        return _ratio(self.cache_hits, self.count)
+
+    @property
+    def fallback_rate(self) -> float | None:
+        return _ratio(self.fallbacks, self.count)
+
+    @property
+    def quality_mean(self) -> float | None:
+        return _ratio(self.quality_sum, self.quality_scored)
+
+    @property
+    def tokens_per_response(self) -> float | None:
+        return _ratio(self.tokens, self.token_responses)
+
+    def aggregate(self, ranked: tuple | None = None) -> Aggregate:
+        """As an :class:`Aggregate`, with ``ranked`` its (latency P50, P95, first token P95)."""
+        p50, p95, first_token_p95 = ranked or (None, None, None)
+        return Aggregate(
+            count=self.count,
+            latency_p50_ms=p50,
+            latency_p95_ms=p95,
+            first_token_p95_ms=first_token_p95,
+            errors=self.errors,
+            fallbacks=self.fallbacks,
+            cache_hits=self.cache_hits,
+            quality_scored=self.quality_scored,
+            quality_mean=self.quality_mean,
+        )
+
+
+TOTALS_FIELDS = tuple(field.name for field in fields(Totals))
+
+
 # -- The playbook's four ------------------------------------------------------
 
 
@@ -213,14 +273,14 @@ def mode_distribution(bind: Bind, since: datetime, until: datetime, orchestrator
 def cache_hit_ratio_per_hour(bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None) -> list[CacheHour]:
     """Share of turns with ``resonance.cache_hit`` per hour (the playbook's Cache Hit Ratio)."""
     with _connection(bind) as conn:
-        counts = _counts(conn, _by_time(conn, "hour", _Scope.of(since, until, orchestrator)))
+        counts = _totals(conn, _by_time(conn, "hour", _Scope.of(since, until, orchestrator)))
     return [CacheHour(as_utc(hour), c.count, c.cache_hits, c.cache_hit_ratio) for hour, c in sorted(counts.items())]
 
 
 def error_rate_per_minute(bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None) -> list[ErrorMinute]:
     """Share of turns with ``resonance.error`` per minute (the playbook's Error Rate)."""
     with _connection(bind) as conn:
-        counts = _counts(conn, _by_time(conn, "minute", _Scope.of(since, until, orchestrator)))
+        counts = _totals(conn, _by_time(conn, "minute", _Scope.of(since, until, orchestrator)))
     return [ErrorMinute(as_utc(minute), c.count, c.errors, c.error_rate) for minute, c in sorted(counts.items())]
 
 
@@ -241,7 +301,7 @@ def fallback_rate_per_minute(
 ) -> list[FallbackMinute]:
     """Share of turns answered in fallback mode per minute."""
     with _connection(bind) as conn:
-        counts = _counts(conn, _by_time(conn, "minute", _Scope.of(since, until, orchestrator)))
+        counts = _totals(conn, _by_time(conn, "minute", _Scope.of(since, until, orchestrator)))
     return [FallbackMinute(as_utc(minute), c.count, c.fallbacks, c.fallback_rate) for minute, c in sorted(counts.items())]
 
 
@@ -302,11 +362,9 @@ def worldview_adaptation(bind: Bind, since: datetime, until: datetime, orchestra
 def tokens_per_response(bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None) -> list[OrchestratorTokens]:
     """Average ``tokens.completion + tokens.prompt`` per response, by orchestrator, over the
     turns that record at least one of them (a missing one counts as 0)."""
-    recorded = sa.or_(COMPLETION_TOKENS.is_not(None), PROMPT_TOKENS.is_not(None))
-    total = sa.func.coalesce(COMPLETION_TOKENS, 0) + sa.func.coalesce(PROMPT_TOKENS, 0)
     query = (
-        sa.select(TURNS.c.orchestrator, sa.func.count(), sa.func.avg(total))
-        .where(recorded, *_Scope.of(since, until, orchestrator).conditions())
+        sa.select(TURNS.c.orchestrator, sa.func.count(), sa.func.avg(TOKENS))
+        .where(TOKENS_RECORDED, *_Scope.of(since, until, orchestrator).conditions())
         .group_by(TURNS.c.orchestrator)
         .order_by(TURNS.c.orchestrator)
     )
@@ -328,31 +386,41 @@ def quality_by_orchestrator(
         return [OrchestratorQuality(name, n, scored, _float(mean)) for name, n, scored, mean in conn.execute(query)]
 
 
-def window_aggregate(
-    bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None, *, percentiles: bool = True
-) -> Aggregate:
+def totals_per_minute(bind: Bind, since: datetime, until: datetime) -> dict[datetime, dict[str, Totals]]:
+    """Each UTC minute's :class:`Totals` by orchestrator, for the minutes with turns in the window."""
+    per_minute: dict[datetime, dict[str, Totals]] = defaultdict(dict)
+    with _connection(bind) as conn:
+        grouping = _by_time(conn, "minute", _Scope.of(since, until, None))
+        query = (
+            sa.select(grouping.key, TURNS.c.orchestrator, *_totals_columns(conn))
+            .where(*grouping.where)
+            .group_by(grouping.key, TURNS.c.orchestrator)
+        )
+        for minute, orchestrator, *values in conn.execute(query):
+            per_minute[as_utc(minute)][orchestrator] = _as_totals(values)
+    return dict(per_minute)
+
+
+def window_aggregate(bind: Bind, since: datetime, until: datetime, orchestrator: str | None = None) -> Aggregate:
     """The gates' measures over the whole window: percentiles over all of its rows."""
-    return span_aggregates(bind, [(since, until)], orchestrator, percentiles=percentiles)[0]
+    return span_aggregates(bind, [(since, until)], orchestrator)[0]
 
 
-def span_aggregates(
-    bind: Bind, spans: Sequence[tuple[datetime, datetime]], orchestrator: str | None = None, *, percentiles: bool = True
-) -> list[Aggregate]:
+def span_aggregates(bind: Bind, spans: Sequence[tuple[datetime, datetime]], orchestrator: str | None = None) -> list[Aggregate]:
     """One :class:`Aggregate` per ``(since, until)`` span, in one pass; spans may overlap.
 
-    A span without turns gets an empty aggregate (count 0). Without ``percentiles``
-    only the counts are taken (the percentiles stay None): ranking every value is
-    most of the cost, and grows with the traffic in the span.
+    A span without turns gets an empty aggregate (count 0). For counts alone,
+    :func:`totals_per_minute` adds up: ranking every value is most of the cost.
     """
     aggregates = []
     with _connection(bind) as conn:
         # Spans are a UNION ALL of one-row selects; SQLite allows 500 terms in a compound select.
         for first in range(0, len(spans), SPANS_PER_QUERY):
             grouping = _by_spans(spans[first : first + SPANS_PER_QUERY], orchestrator)
-            counts = _counts(conn, grouping)
-            ranked = _percentiles(conn, grouping, AGGREGATE_PERCENTILES) if percentiles else {}
+            totals = _totals(conn, grouping)
+            ranked = _percentiles(conn, grouping, AGGREGATE_PERCENTILES)
             chunk = range(min(SPANS_PER_QUERY, len(spans) - first))
-            aggregates += [_aggregate(counts.get(n), ranked.get(n)) for n in chunk]
+            aggregates += [totals[n].aggregate(ranked[n]) if n in totals else Aggregate() for n in chunk]
     return aggregates
 
 
@@ -453,28 +521,6 @@ class _Grouping:
     where: list[sa.ColumnElement[bool]]
 
 
-@dataclass(frozen=True)
-class _Counts:
-    count: int
-    errors: int
-    cache_hits: int
-    fallbacks: int
-    quality_scored: int
-    quality_mean: float | None
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.count
-
-    @property
-    def cache_hit_ratio(self) -> float:
-        return self.cache_hits / self.count
-
-    @property
-    def fallback_rate(self) -> float:
-        return self.fallbacks / self.count
-
-
 def _by_time(conn: Connection, unit: str, scope: _Scope) -> _Grouping:
     """Grouped by UTC minute or hour: the playbook's date_trunc, independent of the session's time zone."""
     if conn.dialect.name == "postgresql":
@@ -509,22 +555,28 @@ def _has_key(conn: Connection, key: str) -> sa.ColumnElement[bool]:
     return sa.func.json_type(TURNS.c.resonance, f'$."{key}"').is_not(None)
 
 
-def _counts(conn: Connection, grouping: _Grouping) -> dict[Any, _Counts]:
-    query = (
-        sa.select(
-            grouping.key,
-            sa.func.count(),
-            sa.func.count().filter(_has_key(conn, "error")),
-            sa.func.count().filter(_has_key(conn, "cache_hit")),
-            sa.func.count().filter(TURNS.c.orchestrator_mode == "fallback"),
-            sa.func.count(QUALITY),
-            sa.func.avg(QUALITY),
-        )
-        .select_from(grouping.source)
-        .where(*grouping.where)
-        .group_by(grouping.key)
-    )
-    return {key: _Counts(*counts[:5], _float(counts[5])) for key, *counts in conn.execute(query)}
+def _totals(conn: Connection, grouping: _Grouping) -> dict[Any, Totals]:
+    query = sa.select(grouping.key, *_totals_columns(conn)).select_from(grouping.source).where(*grouping.where).group_by(grouping.key)
+    return {key: _as_totals(values) for key, *values in conn.execute(query)}
+
+
+def _totals_columns(conn: Connection) -> list[sa.ColumnElement[Any]]:
+    """The columns of :class:`Totals`, in its order, as aggregates over a group."""
+    return [
+        sa.func.count(),
+        sa.func.count().filter(_has_key(conn, "error")),
+        sa.func.count().filter(_has_key(conn, "cache_hit")),
+        sa.func.count().filter(TURNS.c.orchestrator_mode == "fallback"),
+        sa.func.count(QUALITY),
+        sa.func.coalesce(sa.func.sum(QUALITY), 0.0),
+        sa.func.count().filter(TOKENS_RECORDED),
+        sa.func.coalesce(sa.func.sum(TOKENS), 0),
+    ]
+
+
+def _as_totals(values: Sequence[Any]) -> Totals:
+    count, errors, cache_hits, fallbacks, quality_scored, quality_sum, token_responses, tokens = values
+    return Totals(count, errors, cache_hits, fallbacks, quality_scored, float(quality_sum), token_responses, int(tokens))
 
 
 def _percentiles(
@@ -557,23 +609,6 @@ def nearest_rank(ordered: Sequence, fraction: float) -> Any:
     The same float arithmetic as the server (ceil(fraction * n)), so ties at a rank boundary agree.
     """
     return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
-
-
-def _aggregate(counts: _Counts | None, ranked: tuple | None) -> Aggregate:
-    if counts is None:
-        return Aggregate()
-    p50, p95, first_token_p95 = ranked or (None, None, None)
-    return Aggregate(
-        count=counts.count,
-        latency_p50_ms=p50,
-        latency_p95_ms=p95,
-        first_token_p95_ms=first_token_p95,
-        errors=counts.errors,
-        fallbacks=counts.fallbacks,
-        cache_hits=counts.cache_hits,
-        quality_scored=counts.quality_scored,
-        quality_mean=counts.quality_mean,
-    )
 
 
 def _worldview_report(rows: list) -> WorldviewAdaptation:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from test_minute_totals import spans_read
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -216,22 +217,23 @@ def test_tokens_surge_compares_with_the_day_before(make_app, database_url):
     assert metric_source(engine)("tokens_vs_24h", T0, T0 + timedelta(hours=1), None) == pytest.approx(1.6)
 
 
-def test_the_days_token_baseline_is_read_again_only_once_it_is_ten_minutes_old(make_app, database_url):
+def test_the_token_rule_slides_its_day_exactly_and_reads_only_new_minutes(make_app, database_url):
     engine = app_state(make_app(database_url)).engine
     hour = timedelta(hours=1)
     write_token_turns(engine, T0 - 2 * hour, 100)
     write_token_turns(engine, T0 + timedelta(minutes=30), 150)
-    statements = []
-    sa.event.listen(engine, "before_cursor_execute", lambda conn, cursor, sql, *rest: statements.append(sql) if sql.startswith("SELECT") else None)
+    write_token_turns(engine, T0 + timedelta(minutes=95), 200)
+    spans = spans_read(engine)
     value = metric_source(engine)
-    surge = [value("tokens_vs_24h", T0 + timedelta(minutes=m), T0 + timedelta(minutes=m) + hour, None) for m in (0, 1, 9)]
-    assert surge == [pytest.approx(1.5)] * 3
-    assert len(statements) == 3 + 1  # each round's hour, and the day before it once
-    # A turn now inside the day before the window shows once the kept baseline has aged out.
-    write_token_turns(engine, T0 + timedelta(minutes=5), 50)
-    assert value("tokens_vs_24h", T0 + timedelta(minutes=9), T0 + timedelta(minutes=69), None) == pytest.approx(1.5)
-    assert value("tokens_vs_24h", T0 + timedelta(minutes=10), T0 + timedelta(minutes=70), None) == pytest.approx(2.0)
-    assert len(statements) == 3 + 1 + 1 + 2
+    first, *rounds = [T0 + timedelta(minutes=88, seconds=10 * n) for n in range(60)]
+    assert value("tokens_vs_24h", first - hour, first, None) == 1.5
+    assert max(spans) >= timedelta(hours=23)  # the day before the hour
+    spans.clear()
+    surge = [value("tokens_vs_24h", now - hour, now, None) for now in rounds]
+    # The 150-token turn leaves the hour at +90 min and is in the day before it at once.
+    late = T0 + timedelta(minutes=90), T0 + timedelta(minutes=95)
+    assert surge == [1.5 if now <= late[0] else None if now <= late[1] else pytest.approx(1.6) for now in rounds]
+    assert max(spans) <= timedelta(minutes=2)  # the rounds after it: a minute or two at a time
 
 
 def test_rules_sharing_a_window_query_it_once_per_round_and_rank_it_only_for_a_percentile(database_url, make_app):
