@@ -5,7 +5,9 @@ the token rule's day before it). Read whole, a round would cost more the more
 traffic its longest window holds. Here a window is cut at whole UTC minutes:
 a minute that ended at least ``SETTLE`` ago is read once and kept, and read
 once more ``REREAD`` later, so that turns stored late (replayed from the
-journal after a database outage) still count. A round reads the ragged
+journal after a database outage) still count. A minute first read when it
+ended ``REREAD`` ago or more (the day before the token rule's hour, when the
+evaluator starts) is read only once. A round reads the ragged
 minute at the start of each window, the minutes due a first or second read,
 and once, for all the windows that end with it, the minutes not kept yet.
 
@@ -30,7 +32,7 @@ from spiralogic.monitoring import Totals, as_utc, totals_per_minute
 MINUTE = timedelta(minutes=1)
 #: a minute is kept once it ended this long ago (telemetry reaches the database within a second)
 SETTLE = timedelta(seconds=20)
-#: and read a second and last time once kept this long
+#: and read a second and last time once kept this long (unless it was this old when first read)
 REREAD = timedelta(minutes=10)
 
 #: orchestrator -> the totals of its turns
@@ -86,7 +88,8 @@ class MinuteTotals:
     def _keep(self, run: list[datetime], now: datetime) -> None:
         read = totals_per_minute(self.engine, run[0], run[-1] + MINUTE)
         for minute in run:
-            self._kept[minute] = _Kept(read.get(minute, {}), now, final=minute in self._kept)
+            final = minute in self._kept or now - (minute + MINUTE) >= REREAD
+            self._kept[minute] = _Kept(read.get(minute, {}), now, final)
 
     def _read_end(self, since: datetime, until: datetime) -> ByOrchestrator:
         if until != self._round:

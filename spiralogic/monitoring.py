@@ -160,19 +160,13 @@ class OrchestratorQuality:
     mean: float | None
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    """What the promotion gates read from a span of turns."""
+class _Shares:
+    """The shares of a span's turns that had an error, a fallback or a cache hit; None for no turns."""
 
-    count: int = 0
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
-    first_token_p95_ms: float | None = None
-    errors: int = 0
-    fallbacks: int = 0
-    cache_hits: int = 0
-    quality_scored: int = 0
-    quality_mean: float | None = None
+    count: int
+    errors: int
+    fallbacks: int
+    cache_hits: int
 
     @property
     def error_rate(self) -> float | None:
@@ -188,7 +182,22 @@ class Aggregate:
 
 
 @dataclass(frozen=True)
-class Totals:
+class Aggregate(_Shares):
+    """What the promotion gates read from a span of turns."""
+
+    count: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    first_token_p95_ms: float | None = None
+    errors: int = 0
+    fallbacks: int = 0
+    cache_hits: int = 0
+    quality_scored: int = 0
+    quality_mean: float | None = None
+
+
+@dataclass(frozen=True)
+class Totals(_Shares):
     """The counts and sums of a span of turns: unlike percentiles, two spans' totals add up."""
 
     count: int = 0
@@ -203,18 +212,6 @@ class Totals:
 
     def __add__(self, other: "Totals") -> "Totals":
         return Totals(*(getattr(self, name) + getattr(other, name) for name in TOTALS_FIELDS))
-
-    @property
-    def error_rate(self) -> float | None:
-        return _ratio(self.errors, self.count)
-
-    @property
-    def cache_hit_ratio(self) -> float | None:
-        return _ratio(self.cache_hits, self.count)
-
-    @property
-    def fallback_rate(self) -> float | None:
-        return _ratio(self.fallbacks, self.count)
 
     @property
     def quality_mean(self) -> float | None:

@@ -90,17 +90,27 @@ def test_after_the_first_round_a_round_reads_only_the_ends_and_the_newly_closed_
 def test_a_turn_stored_late_counts_once_its_minute_is_read_again_and_not_after(engine):
     insert(engine, [turn(minute(m)) for m in range(10)])
     minutes = MinuteTotals(engine)
-    now = minute(15)
+    now = minute(11)
 
     def counted(at) -> int:
-        return minutes.window(minute(0), minute(10), None, at).count
+        return minutes.window(minute(5), minute(10), None, at).count
 
-    assert counted(now) == 10
-    insert(engine, [turn(minute(2.5))])  # replayed from the journal, say
-    assert counted(now + timedelta(seconds=10)) == 10
-    assert counted(now + REREAD) == 11
-    insert(engine, [turn(minute(3.5))])
-    assert counted(now + 3 * REREAD) == 11
+    assert counted(now) == 5
+    insert(engine, [turn(minute(7.5))])  # replayed from the journal, say
+    assert counted(now + timedelta(seconds=10)) == 5
+    assert counted(now + REREAD) == 6
+    insert(engine, [turn(minute(8.5))])
+    assert counted(now + 3 * REREAD) == 6
+
+
+def test_a_minute_first_read_when_already_old_is_read_only_once(engine):
+    insert(engine, [turn(minute(m)) for m in range(10)])
+    minutes = MinuteTotals(engine)
+    now = minute(10) + REREAD
+    assert minutes.window(minute(0), minute(10), None, now).count == 10
+    spans = spans_read(engine)
+    assert minutes.window(minute(0), minute(10), None, now + REREAD).count == 10
+    assert spans == []
 
 
 def test_a_minute_no_window_used_in_a_round_is_let_go(engine):
