@@ -5,11 +5,11 @@ the token rule's day before it). Read whole, a round would cost more the more
 traffic its longest window holds. Here a window is cut at whole UTC minutes:
 a minute that ended at least ``SETTLE`` ago is read once and kept, and read
 once more ``REREAD`` later, so that turns stored late (replayed from the
-journal after a database outage) still count. A minute first read when it
-ended ``REREAD`` ago or more (the day before the token rule's hour, when the
-evaluator starts) is read only once. A round reads the ragged
-minute at the start of each window, the minutes due a first or second read,
-and once, for all the windows that end with it, the minutes not kept yet.
+journal after a database outage) still count; a minute already ``REREAD`` old
+when first read (the day before the token rule's hour, when the evaluator
+starts) is read only once. A round reads the ragged minute at the start of
+each window, the minutes due a first or second read, and once, for all the
+windows that end with it, the minutes not kept yet.
 
 Totals add up, so a window's answer is what a read of the whole window gives,
 for every turn stored within ``SETTLE`` of its time. A turn stored later counts
