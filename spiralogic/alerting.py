@@ -38,6 +38,11 @@ NOTIFIED = {"firing", "resolved"}
 MetricSource = Callable[[str, datetime, datetime, "str | None"], "float | None"]
 
 
+class NotReady(Exception):
+    """Raised by a metric whose window is still being read (the evaluator has just started):
+    its rules keep their state for the round, as if nothing was evaluated."""
+
+
 class Rule(BaseModel):
     """One rule of config/alerts.toml."""
 
@@ -116,7 +121,11 @@ class AlertEngine:
         stored = self.states()
         transitions = []
         for rule in self.rules:
-            value = self._value(rule, now)
+            try:
+                value = self._value(rule, now)
+            except NotReady:
+                log.info("alert %s: metric %s still being read; state kept", rule.name, rule.metric)
+                continue
             condition = None if value is None else rule.holds(value)
             state, since = stored.get(rule.name, ("inactive", now))
             new_state, new_since = step(state, since, condition, rule, now)

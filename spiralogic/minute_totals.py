@@ -9,7 +9,10 @@ journal after a database outage) still count; a minute already ``REREAD`` old
 when first read (the day before the token rule's hour, when the evaluator
 starts) is read only once. A round reads the ragged minute at the start of
 each window, the minutes due a first or second read, and once, for all the
-windows that end with it, the minutes not kept yet.
+windows that end with it, the minutes not kept yet. A window reads at most
+``FIRST_READS`` minutes it has never read in a round, so the evaluator's first
+rounds cost an hour of traffic each, not a day: until all of it is in, the
+window raises :class:`NotReady` and its rules keep their state.
 
 Totals add up, so a window's answer is what a read of the whole window gives,
 for every turn stored within ``SETTLE`` of its time. A turn stored later counts
@@ -27,6 +30,7 @@ from typing import Iterator
 
 from sqlalchemy.engine import Engine
 
+from spiralogic.alerting import NotReady
 from spiralogic.monitoring import Totals, as_utc, totals_per_minute
 
 MINUTE = timedelta(minutes=1)
@@ -34,6 +38,8 @@ MINUTE = timedelta(minutes=1)
 SETTLE = timedelta(seconds=20)
 #: and read a second and last time once kept this long (unless it was this old when first read)
 REREAD = timedelta(minutes=10)
+#: the most minutes a window reads for the first time in one round
+FIRST_READS = 60
 
 #: orchestrator -> the totals of its turns
 ByOrchestrator = dict[str, Totals]
@@ -59,16 +65,23 @@ class MinuteTotals:
 
     def window(self, since: datetime, until: datetime, orchestrator: str | None, now: datetime) -> Totals:
         """The totals of the turns with ``since <= created_at < until`` (of ``orchestrator``; None:
-        all), for a round at ``now``."""
+        all), for a round at ``now``; :class:`NotReady` while more than ``FIRST_READS`` of its
+        minutes were never read."""
         since, until, now = as_utc(since), as_utc(until), as_utc(now)
         self._begin_round(now)
         first, last = _ceil_minute(since), _floor_minute(min(until, now - SETTLE))
         if first >= last:
             return _of(self._read(since, until), orchestrator)
         minutes = [first + n * MINUTE for n in range((last - first) // MINUTE)]
-        for run in _runs([minute for minute in minutes if not self._fresh(minute, now)]):
-            self._keep(run, now)
         self._used.update(minutes)
+        due = [minute for minute in minutes if not self._fresh(minute, now)]
+        unread = [minute for minute in due if minute not in self._kept]
+        if len(unread) > FIRST_READS:
+            for run in _runs(unread[-FIRST_READS:]):
+                self._keep(run, now)
+            raise NotReady(f"{len(unread) - FIRST_READS} minutes of the window still to read")
+        for run in _runs(due):
+            self._keep(run, now)
         parts = [self._read(since, first), *(self._kept[minute].totals for minute in minutes), self._read_end(last, until)]
         return sum((_of(part, orchestrator) for part in parts), Totals())
 

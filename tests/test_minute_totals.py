@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from test_monitoring import T0, engine, insert, minute, turn  # noqa: F401 - fixtures
 
 from spiralogic import monitoring
-from spiralogic.minute_totals import MINUTE, REREAD, SETTLE, MinuteTotals
+from spiralogic.alerting import NotReady
+from spiralogic.minute_totals import FIRST_READS, MINUTE, REREAD, SETTLE, MinuteTotals
 
 HOUR = timedelta(hours=1)
 
@@ -111,6 +113,19 @@ def test_a_minute_first_read_when_already_old_is_read_only_once(engine):
     spans = spans_read(engine)
     assert minutes.window(minute(0), minute(10), None, now + REREAD).count == 10
     assert spans == []
+
+
+def test_a_long_window_is_read_an_hour_a_round_and_not_ready_until_all_of_it_is_in(engine):
+    insert(engine, random_turns(random.Random(3), T0 - 3 * HOUR, 3 * 3600, 300))
+    rounds = [T0 + timedelta(seconds=10 * n) for n in range(3)]
+    expected = whole(engine, rounds[2] - 3 * HOUR, rounds[2])
+    minutes = MinuteTotals(engine)
+    spans = spans_read(engine)
+    for now in rounds[:2]:
+        with pytest.raises(NotReady):
+            minutes.window(now - 3 * HOUR, now, None, now)
+    assert minutes.window(rounds[2] - 3 * HOUR, rounds[2], None, rounds[2]) == expected
+    assert max(spans) <= timedelta(minutes=FIRST_READS)
 
 
 def test_a_minute_no_window_used_in_a_round_is_let_go(engine):
