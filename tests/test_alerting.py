@@ -263,7 +263,7 @@ def test_the_token_rule_slides_its_day_exactly_and_reads_only_new_minutes(make_a
     assert warming == 23
     assert hour <= max(spans) <= hour + timedelta(minutes=1)
     spans.clear()
-    later = list(rounds)[:100]
+    later = list(rounds)[:75]
     surge = [value("tokens_vs_24h", now - hour, now, None) for now in later]
     # The 150-token turn leaves the hour at +90 min and is in the day before it at once.
     late = T0 + timedelta(minutes=90), T0 + timedelta(minutes=95)
